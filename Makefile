@@ -1,0 +1,68 @@
+# closedloop: one Python project in .venv, pinned by requirements.lock.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PROTO_FILES := $(shell find protos -name '*.proto' | sort)
+PROTO_STAMP := libs/closedloop/.protos-generated
+PYTEST_ARGS ?=
+
+.PHONY: install protos lint fmt typecheck test test-unit test-integration test-e2e run demo bench clean
+
+install: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+protos: $(PROTO_STAMP)
+
+$(PROTO_STAMP): $(STAMP) $(PROTO_FILES)
+	$(BIN)/python -m grpc_tools.protoc -Iprotos --python_out=libs --pyi_out=libs \
+		--grpc_python_out=libs --plugin=protoc-gen-mypy_grpc=$(BIN)/protoc-gen-mypy_grpc \
+		--mypy_grpc_out=libs $(PROTO_FILES)
+	touch $(PROTO_STAMP)
+
+lint: typecheck
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	cd protos && ../$(BIN)/buf lint
+
+fmt: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+typecheck: protos
+	rm -rf build/mypy && mkdir -p build/mypy
+	cp -rs "$$PWD/libs/closedloop" build/mypy/closedloop
+	cp -rs "$$PWD/services" build/mypy/closedloop/services
+	$(BIN)/mypy build/mypy/closedloop tests
+
+test: protos
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-unit: protos
+	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
+
+test-integration: protos
+	$(BIN)/python -m pytest tests/integration $(PYTEST_ARGS)
+
+test-e2e: protos
+	$(BIN)/python -m pytest tests/e2e $(PYTEST_ARGS)
+
+run: protos
+	$(BIN)/python -m closedloop.devrun
+
+demo: protos
+	@echo "The simulated quarter is not built yet."; exit 2
+
+bench: protos
+	@echo "The benchmark suite is not built yet."; exit 2
+
+clean:
+	rm -rf $(VENV) var build .pytest_cache .mypy_cache .ruff_cache $(PROTO_STAMP)
+	find libs/closedloop -path '*/v1/*_pb2*' -delete
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

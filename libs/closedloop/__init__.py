@@ -1,0 +1,1 @@
+"""closedloop: the event-sourced backbone of closed-loop marketing."""

@@ -1,0 +1,142 @@
+"""`make run`: NATS, the streams and every service on one machine, stopped together.
+
+Starts nats-server (JetStream, data under ./var/nats) unless CLOSEDLOOP_NATS_URL
+points at an existing one, provisions the streams, starts each service as its own
+process, prints the addresses, and on Ctrl-C or SIGTERM stops them all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from closedloop import bus
+from closedloop.bus.streams import StreamSettings, provision_streams
+from closedloop.config import DEFAULT_NATS_URL, ServiceConfig
+from closedloop.natsserver import NatsServer
+
+#: The processes `make run` starts, in order: (name, module).
+SERVICES: tuple[tuple[str, str], ...] = (("lead", "closedloop.services.lead"),)
+
+
+def _say(text: str) -> None:
+    print(text, flush=True)  # noqa: T201 - this is the command's own output
+
+
+async def _provision(url: str, settings: StreamSettings) -> list[str]:
+    nc = await bus.connect(url, name="closedloop-devrun", max_reconnect_attempts=5)
+    try:
+        return await provision_streams(nc.jetstream(), settings)
+    finally:
+        await nc.close()
+
+
+async def wait_healthy(address: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            try:
+                reply = await stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.aio.AioRpcError:
+                pass
+            await asyncio.sleep(0.1)
+    msg = f"{address} did not become healthy within {timeout}s"
+    raise TimeoutError(msg)
+
+
+def main() -> int:  # noqa: C901, PLR0912 - one linear start-up and shutdown script
+    data_dir = Path(os.environ.get("CLOSEDLOOP_DATA_DIR", "var")).resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, CLOSEDLOOP_DATA_DIR=str(data_dir))
+    nats_server: NatsServer | None = None
+    nats_url = os.environ.get("CLOSEDLOOP_NATS_URL")
+    if not nats_url:
+        nats_url = DEFAULT_NATS_URL
+        parts = urlsplit(nats_url)
+        nats_server = NatsServer(
+            store_dir=data_dir / "nats",
+            host=parts.hostname or "127.0.0.1",
+            port=parts.port or 14222,
+        )
+        nats_server.start()
+        env["CLOSEDLOOP_NATS_URL"] = nats_url
+    children: list[tuple[str, subprocess.Popen[bytes]]] = []
+    stopping = False
+
+    def request_stop(_signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    try:
+        config = ServiceConfig.from_env("lead", env)
+        streams = asyncio.run(
+            _provision(
+                nats_url,
+                StreamSettings(config.stream_replicas, config.duplicate_window_seconds),
+            )
+        )
+        (data_dir / "logs").mkdir(exist_ok=True)
+        for name, module in SERVICES:
+            log_file = (data_dir / "logs" / f"{name}.log").open("ab")
+            process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+                [sys.executable, "-m", module],
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=log_file,
+                start_new_session=True,  # Ctrl-C reaches us; we stop them in order
+            )
+            children.append((name, process))
+        for name, _ in children:
+            service = ServiceConfig.from_env(name, env)
+            asyncio.run(wait_healthy(service.grpc_address))
+        _say("closedloop is running:")
+        _say(f"  NATS JetStream   {nats_url}   streams: {', '.join(streams)}")
+        for name, _ in children:
+            service = ServiceConfig.from_env(name, env)
+            _say(
+                f"  {name:<16} grpc://{service.grpc_address}"
+                f"   store: {service.store_url}"
+            )
+        _say(f"  data and logs    {data_dir}")
+        _say("Press Ctrl-C to stop.")
+        while not stopping:
+            for name, process in children:
+                if process.poll() is not None:
+                    _say(
+                        f"{name} exited with {process.returncode}; see {data_dir}/logs"
+                    )
+                    stopping = True
+            time.sleep(0.2)
+        return 0
+    finally:
+        for _, process in reversed(children):
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for _, process in reversed(children):
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if nats_server is not None:
+            nats_server.stop()
+        _say("closedloop stopped.")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

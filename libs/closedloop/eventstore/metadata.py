@@ -1,0 +1,67 @@
+"""Correlation, causation and trace ids that travel with every stored event."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+#: Attribute under which the metadata is kept on a domain event (and so in its state).
+META_ATTRIBUTE = "_meta"
+
+_TRACEPARENT = re.compile(r"^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
+
+
+@dataclass(frozen=True)
+class EventMeta:
+    """Who asked for an event: lets one command be followed across services."""
+
+    correlation_id: str
+    causation_id: str
+    traceparent: str
+
+    @classmethod
+    def new(
+        cls,
+        *,
+        correlation_id: str = "",
+        causation_id: str = "",
+        traceparent: str = "",
+    ) -> EventMeta:
+        request_id = str(uuid.uuid4())
+        return cls(
+            correlation_id=correlation_id[:128] or request_id,
+            causation_id=causation_id[:128] or request_id,
+            traceparent=traceparent
+            if _TRACEPARENT.match(traceparent)
+            else new_traceparent(),
+        )
+
+    def as_dict(self) -> dict[str, str]:
+        return {
+            "correlation_id": self.correlation_id,
+            "causation_id": self.causation_id,
+            "traceparent": self.traceparent,
+        }
+
+    def attach(self, domain_event: Any) -> None:
+        """Events are frozen dataclasses: set it the way eventsourcing does."""
+        object.__setattr__(domain_event, META_ATTRIBUTE, self.as_dict())
+
+    @classmethod
+    def of(cls, domain_event: Any) -> EventMeta | None:
+        raw = vars(domain_event).get(META_ATTRIBUTE)
+        if not isinstance(raw, dict):
+            return None
+        return cls(
+            correlation_id=str(raw.get("correlation_id", "")),
+            causation_id=str(raw.get("causation_id", "")),
+            traceparent=str(raw.get("traceparent", "")),
+        )
+
+
+def new_traceparent() -> str:
+    """A W3C trace context header for a trace that starts here."""
+    return f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"

@@ -1,0 +1,232 @@
+"""Group commit: concurrent commands share one transaction, conflicts fail alone.
+
+Commands are plain functions of a `UnitOfWork`. One writer thread takes every command
+that is waiting, runs them in turn against the same unit of work (two commands on one
+aggregate see each other's events), and saves all their events with one
+`Application.save(...)`: one transaction, one fsync. When that save hits an optimistic
+concurrency conflict (another process wrote one of the aggregates), or a command broke
+halfway through, the batch is replayed one command at a time, so a conflicting command
+is retried or fails alone and the others still succeed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.persistence import IntegrityError
+
+from closedloop.errors import ConcurrencyConflict, DomainError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from uuid import UUID
+
+    from eventsourcing.domain import Aggregate
+
+    from closedloop.eventstore.metadata import EventMeta
+
+log = logging.getLogger(__name__)
+
+R = TypeVar("R")
+A = TypeVar("A", bound="Aggregate")
+
+
+class UnitOfWork:
+    """The aggregates that the commands of one transaction loaded or created."""
+
+    def __init__(self, app: Application[Any]) -> None:
+        self._app = app
+        self._aggregates: dict[UUID, Aggregate] = {}
+
+    def get(self, aggregate_id: UUID, kind: type[A]) -> A | None:
+        """The aggregate as this transaction sees it, or None if it does not exist."""
+        found = self._aggregates.get(aggregate_id)
+        if found is None:
+            try:
+                found = self._app.repository.get(aggregate_id)
+            except AggregateNotFoundError:
+                return None
+            self._aggregates[aggregate_id] = found
+        if not isinstance(found, kind):
+            return None
+        return found
+
+    def add(self, aggregate: Aggregate) -> None:
+        self._aggregates[aggregate.id] = aggregate
+
+    def mark(self) -> dict[UUID, int]:
+        return {i: len(a.pending_events) for i, a in self._aggregates.items()}
+
+    def changed_since(self, mark: dict[UUID, int]) -> bool:
+        return any(
+            len(a.pending_events) != mark.get(i, 0) or i not in mark
+            for i, a in self._aggregates.items()
+            if a.pending_events or i not in mark
+        )
+
+    def attach_meta_since(self, mark: dict[UUID, int], meta: EventMeta) -> None:
+        for aggregate_id, aggregate in self._aggregates.items():
+            for event in aggregate.pending_events[mark.get(aggregate_id, 0) :]:
+                meta.attach(event)
+
+    def save(self) -> int:
+        """Saves every pending event in one transaction; returns how many."""
+        dirty = [a for a in self._aggregates.values() if a.pending_events]
+        if not dirty:
+            return 0
+        recordings = self._app.save(*dirty)
+        return len(recordings)
+
+
+@dataclass
+class _Outcome(Generic[R]):
+    result: R | None = None
+    error: BaseException | None = None
+
+
+@dataclass
+class _Pending:
+    command: Callable[[UnitOfWork], Any]
+    meta: EventMeta
+    future: asyncio.Future[Any]
+
+
+class CommandExecutor:
+    """Runs commands off the event loop, batching the concurrent ones into one save."""
+
+    def __init__(
+        self,
+        app: Application[Any],
+        *,
+        max_batch: int = 512,
+        conflict_retries: int = 3,
+        on_saved: Callable[[], None] | None = None,
+    ) -> None:
+        self._app = app
+        self._max_batch = max_batch
+        self._conflict_retries = conflict_retries
+        self._on_saved = on_saved
+        self._pending: deque[_Pending] = deque()
+        self._wake = asyncio.Event()
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="commands")
+        self._worker: asyncio.Task[None] | None = None
+        self.batches = 0
+        self.commands = 0
+
+    async def execute(self, command: Callable[[UnitOfWork], R], meta: EventMeta) -> R:
+        if self._worker is None:
+            self._worker = asyncio.create_task(self._run(), name="command-executor")
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._pending.append(_Pending(command, meta, future))
+        self._wake.set()
+        return await future
+
+    async def query(self, fn: Callable[[], R]) -> R:
+        """Reads run in the default thread pool, beside the writer."""
+        return await asyncio.to_thread(fn)
+
+    async def close(self) -> None:
+        if self._worker is not None:
+            while self._pending:  # noqa: ASYNC110 - a short drain at shutdown only
+                await asyncio.sleep(0.01)
+            self._worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._worker
+        self._thread.shutdown(wait=True)
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._pending:
+                batch = [
+                    self._pending.popleft()
+                    for _ in range(min(self._max_batch, len(self._pending)))
+                ]
+                items = [(p.command, p.meta) for p in batch]
+                outcomes = await loop.run_in_executor(
+                    self._thread, self.run_batch, items
+                )
+                for pending, outcome in zip(batch, outcomes, strict=True):
+                    if pending.future.done():
+                        continue  # the caller went away (deadline, cancellation)
+                    if outcome.error is not None:
+                        pending.future.set_exception(outcome.error)
+                    else:
+                        pending.future.set_result(outcome.result)
+
+    def run_batch(  # noqa: C901 - the whole group-commit decision in one place
+        self, items: list[tuple[Callable[[UnitOfWork], Any], EventMeta]]
+    ) -> list[_Outcome[Any]]:
+        """Runs in the writer thread: all commands in one transaction if possible."""
+        self.batches += 1
+        self.commands += len(items)
+        uow = UnitOfWork(self._app)
+        outcomes: list[_Outcome[Any]] = []
+        isolate = False
+        for command, meta in items:
+            mark = uow.mark()
+            try:
+                result = command(uow)
+            except DomainError as error:
+                if uow.changed_since(mark):
+                    isolate = True  # it failed halfway: its events must not be saved
+                    break
+                outcomes.append(_Outcome(error=error))
+                continue
+            except Exception:
+                log.exception("command failed unexpectedly; replaying batch alone")
+                isolate = True
+                break
+            uow.attach_meta_since(mark, meta)
+            outcomes.append(_Outcome(result=result))
+        if not isolate:
+            try:
+                saved = uow.save()
+            except IntegrityError:
+                isolate = len(items) > 1
+                if not isolate:
+                    return [self._run_alone(*items[0], first_try_failed=True)]
+            except Exception as error:  # noqa: BLE001 - the store is down: every caller hears it
+                return [_Outcome(error=error) for _ in items]
+            else:
+                if saved and self._on_saved is not None:
+                    self._on_saved()
+                return outcomes
+        return [self._run_alone(command, meta) for command, meta in items]
+
+    def _run_alone(
+        self,
+        command: Callable[[UnitOfWork], Any],
+        meta: EventMeta,
+        *,
+        first_try_failed: bool = False,
+    ) -> _Outcome[Any]:
+        attempts = self._conflict_retries - (1 if first_try_failed else 0)
+        for _ in range(max(attempts, 1)):
+            uow = UnitOfWork(self._app)
+            mark = uow.mark()
+            try:
+                result = command(uow)
+                uow.attach_meta_since(mark, meta)
+                saved = uow.save()
+            except IntegrityError:
+                continue  # someone else wrote first: reload and decide again
+            except Exception as error:  # noqa: BLE001 - handed to the caller's future
+                return _Outcome(error=error)
+            if saved and self._on_saved is not None:
+                self._on_saved()
+            return _Outcome(result=result)
+        return _Outcome(
+            error=ConcurrencyConflict(
+                "another writer changed the same record; retry the request"
+            )
+        )

@@ -1,0 +1,280 @@
+"""The relay: the event store is the outbox, and this publishes it to JetStream.
+
+It follows the store's notification log, publishes each event with `Nats-Msg-Id` set
+to the event's id (JetStream drops a duplicate), and advances its stored position
+only after JetStream acknowledged. A gap in the notification ids may be a transaction
+that has not committed yet: the relay waits for it a while, then goes on but keeps
+looking for the missing ids, so an event committed late is still published.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import nats.errors
+import nats.js.errors
+
+from closedloop.bus.cloudevents import RELAY_POSITION_HEADER, Envelope
+from closedloop.eventstore.metadata import EventMeta
+from closedloop.relay.positions import RelayPositions, RelayState
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from eventsourcing.persistence import ApplicationRecorder, Mapper, Notification
+    from google.protobuf.message import Message
+    from nats.aio.client import Client
+
+log = logging.getLogger(__name__)
+
+EVENT_ID_NAMESPACE = uuid.UUID("6d0b3c4e-3f5a-4c41-9d52-2f6f0e5b7a10")
+
+
+def event_id(originator_id: uuid.UUID | str, originator_version: int) -> str:
+    """The identity of a stored event, stable across retries and republishing."""
+    return str(uuid.uuid5(EVENT_ID_NAMESPACE, f"{originator_id}:{originator_version}"))
+
+
+@dataclass(frozen=True)
+class RelaySettings:
+    batch_size: int = 256
+    poll_interval: float = 0.5
+    publish_timeout: float = 5.0
+    #: How long a gap in notification ids may be a transaction still committing.
+    gap_timeout: float = 5.0
+    #: How long a skipped id is still looked for, in case it commits very late.
+    gap_horizon: float = 900.0
+    max_backoff: float = 5.0
+
+
+class Relay:
+    """Publishes one service's stored events into its context stream."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        recorder: ApplicationRecorder,
+        mapper: Mapper[Any],
+        to_message: Callable[[Any], Message | None],
+        nc: Client,
+        stream: str,
+        source: str,
+        positions: RelayPositions,
+        settings: RelaySettings | None = None,
+    ) -> None:
+        self.name = name
+        self._recorder = recorder
+        self._mapper = mapper
+        self._to_message = to_message
+        self._nc = nc
+        self._js = nc.jetstream()
+        self._stream = stream
+        self._source = source
+        self._positions = positions
+        self.settings = settings or RelaySettings()
+        self.state = RelayState()
+        self._first_seen_missing: dict[int, float] = {}
+        self._wake = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.published = 0
+        self.ready = asyncio.Event()
+
+    @property
+    def position(self) -> int:
+        return self.state.position
+
+    def wake(self) -> None:
+        """Thread-safe: called by the writer thread after every save."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._wake.set)
+
+    async def run(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        backoff = 0.1
+        while True:
+            try:
+                if not self.ready.is_set():
+                    await self._resume()
+                    self.ready.set()
+                progressed = await self.step()
+                backoff = 0.1
+            except (
+                nats.errors.Error,
+                nats.js.errors.Error,
+                TimeoutError,
+                ConnectionError,
+            ) as error:
+                log.warning(
+                    "relay %s: NATS unavailable (%s); retrying", self.name, error
+                )
+                await asyncio.sleep(backoff + random.uniform(0, backoff / 2))
+                backoff = min(backoff * 2, self.settings.max_backoff)
+                continue
+            if not progressed:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        self._wake.wait(), self.settings.poll_interval
+                    )
+                self._wake.clear()
+
+    async def _resume(self) -> None:
+        """Starts from what the stream already holds: no duplicates, no gaps."""
+        stored = await asyncio.to_thread(self._positions.load, self.name)
+        in_stream = await self._stream_position()
+        if in_stream is None:
+            if stored.position:
+                log.warning(
+                    "relay %s: stream %s holds none of our events; republishing "
+                    "from the start of the store",
+                    self.name,
+                    self._stream,
+                )
+            self.state = RelayState(position=0, open_gaps={})
+        else:
+            if in_stream != stored.position:
+                log.info(
+                    "relay %s: resuming at %d from the stream (stored %d)",
+                    self.name,
+                    in_stream,
+                    stored.position,
+                )
+            self.state = RelayState(position=in_stream, open_gaps=stored.open_gaps)
+        await asyncio.to_thread(self._positions.save, self.name, self.state)
+
+    async def _stream_position(self) -> int | None:
+        info = await self._js.stream_info(self._stream)
+        if info.state.messages == 0:
+            return None
+        msg = await self._js.get_msg(self._stream, seq=info.state.last_seq)
+        value = (msg.headers or {}).get(RELAY_POSITION_HEADER)
+        return int(value) if value is not None else None
+
+    async def step(self) -> bool:
+        """Publishes what is ready; True if anything moved."""
+        if not self._nc.is_connected:
+            raise nats.errors.ConnectionClosedError
+        moved = await self._publish_late_arrivals()
+        start = self.state.position + 1
+        notifications = await asyncio.to_thread(
+            self._recorder.select_notifications, start, self.settings.batch_size
+        )
+        ready, new_position, skipped = self._contiguous(notifications)
+        if new_position == self.state.position:
+            return moved
+        if skipped:
+            # Remember the missing ids before moving past them, so that a crash
+            # cannot forget an event that commits late.
+            gaps = dict(self.state.open_gaps)
+            gaps.update(dict.fromkeys(skipped, time.time()))
+            self.state = RelayState(position=self.state.position, open_gaps=gaps)
+            await asyncio.to_thread(self._positions.save, self.name, self.state)
+        await self._publish(ready)
+        self.state = RelayState(position=new_position, open_gaps=self.state.open_gaps)
+        await asyncio.to_thread(self._positions.save, self.name, self.state)
+        return True
+
+    def _contiguous(
+        self, notifications: Sequence[Notification]
+    ) -> tuple[list[Notification], int, list[int]]:
+        """The notifications that may go now, the position after them, ids skipped."""
+        expected = self.state.position + 1
+        ready: list[Notification] = []
+        skipped: list[int] = []
+        now = time.monotonic()
+        for notification in notifications:
+            if notification.id > expected:
+                missing = range(expected, notification.id)
+                first = [self._first_seen_missing.setdefault(i, now) for i in missing]
+                if now - max(first) < self.settings.gap_timeout:
+                    break  # maybe still committing: wait for it
+                skipped.extend(missing)
+                for i in missing:
+                    self._first_seen_missing.pop(i, None)
+            ready.append(notification)
+            expected = notification.id + 1
+        return ready, expected - 1, skipped
+
+    async def _publish_late_arrivals(self) -> bool:
+        gaps = self.state.open_gaps
+        if not gaps:
+            return False
+        horizon = time.time() - self.settings.gap_horizon
+        low, high = min(gaps), max(gaps)
+        found = await asyncio.to_thread(
+            self._recorder.select_notifications, low, high - low + 1, high
+        )
+        late = [n for n in found if n.id in gaps]
+        if late:
+            log.warning(
+                "relay %s: publishing %d events committed late", self.name, len(late)
+            )
+            await self._publish(late, relay_position=self.state.position)
+        remaining = {
+            i: seen
+            for i, seen in gaps.items()
+            if seen >= horizon and i not in {n.id for n in late}
+        }
+        if remaining != gaps:
+            self.state = RelayState(position=self.state.position, open_gaps=remaining)
+            await asyncio.to_thread(self._positions.save, self.name, self.state)
+        return bool(late)
+
+    async def _publish(
+        self,
+        notifications: Sequence[Notification],
+        *,
+        relay_position: int | None = None,
+    ) -> None:
+        """Pipelined: every message is sent before any acknowledgement is awaited.
+
+        Each message carries the relay position reached once it is stored (its own
+        notification id, or the current position for an event committed late), so
+        that the stream's last message says where to resume.
+        """
+        futures = []
+        for notification in notifications:
+            domain_event = self._mapper.to_domain_event(notification)
+            message = self._to_message(domain_event)
+            if message is None:
+                continue  # bookkeeping of the service itself, not a published fact
+            envelope = self.envelope(domain_event, message, notification.id)
+            futures.append(
+                await self._js.publish_async(
+                    envelope.nats_subject,
+                    message.SerializeToString(),
+                    headers=envelope.headers(
+                        relay_position=relay_position or notification.id
+                    ),
+                )
+            )
+        if futures:
+            await asyncio.wait_for(
+                asyncio.gather(*futures), timeout=self.settings.publish_timeout
+            )
+            self.published += len(futures)
+
+    def envelope(self, domain_event: Any, message: Message, position: int) -> Envelope:
+        meta = EventMeta.of(domain_event) or EventMeta("", "", "")
+        return Envelope(
+            event_id=event_id(
+                domain_event.originator_id, domain_event.originator_version
+            ),
+            event_type=message.DESCRIPTOR.full_name,
+            source=self._source,
+            subject=str(domain_event.originator_id),
+            time=domain_event.timestamp,
+            sequence=domain_event.originator_version,
+            correlation_id=meta.correlation_id,
+            causation_id=meta.causation_id,
+            traceparent=meta.traceparent,
+            position=position,
+        )

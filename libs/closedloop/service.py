@@ -1,0 +1,176 @@
+"""The composition root of every write-side service: store, commits, relay, gRPC."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from closedloop import bus
+from closedloop.bus.streams import StreamSettings, context_stream, provision_streams
+from closedloop.eventstore.store import StoreLocation
+from closedloop.eventstore.unit_of_work import CommandExecutor
+from closedloop.grpckit.server import Registration, RunningServer, start_server
+from closedloop.relay import Relay, RelaySettings
+from closedloop.relay.positions import RelayPositions
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from eventsourcing.application import Application
+    from google.protobuf.message import Message
+    from nats.aio.client import Client
+
+    from closedloop.config import ServiceConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Service:
+    """A running service: what tests and the process entry point both hold."""
+
+    config: ServiceConfig
+    store: Application[Any]
+    executor: CommandExecutor
+    server: RunningServer
+    relay: Relay | None = None
+    nc: Client | None = None
+    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Stops taking calls, finishes those in flight, lets the relay catch up."""
+        await self.server.stop(grace)
+        await self.executor.close()
+        if self.relay is not None and self.nc is not None and self.nc.is_connected:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._drain_relay(), timeout=grace)
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self.nc is not None:
+            with contextlib.suppress(Exception):
+                await self.nc.close()
+        self.store.close()
+
+    async def _drain_relay(self) -> None:
+        assert self.relay is not None  # noqa: S101
+        while self.relay.ready.is_set():
+            top = await asyncio.to_thread(self.store.recorder.max_notification_id)
+            if not top or self.relay.position >= top:
+                return
+            await asyncio.sleep(0.05)
+
+
+async def start_service(
+    config: ServiceConfig,
+    *,
+    store_class: type[Application[Any]],
+    registrations: Callable[
+        [Application[Any], CommandExecutor], Sequence[Registration]
+    ],
+    to_message: Callable[[Any], Message | None],
+    source: str,
+    relay_settings: RelaySettings | None = None,
+) -> Service:
+    location = StoreLocation.parse(config.store_url)
+    store = store_class(env=location.eventsourcing_env())
+    relay_box: list[Relay] = []
+
+    def wake_relay() -> None:
+        if relay_box:
+            relay_box[0].wake()
+
+    executor = CommandExecutor(store, on_saved=wake_relay)
+    server = await start_server(config.grpc_address, registrations(store, executor))
+    service = Service(config=config, store=store, executor=executor, server=server)
+    if location.kind != "memory":
+        positions = RelayPositions(location.sqlalchemy_url(), schema=location.pg_schema)
+        service.tasks.append(
+            asyncio.create_task(
+                _connect_and_relay(
+                    service, positions, relay_box, to_message, source, relay_settings
+                ),
+                name="relay",
+            )
+        )
+    return service
+
+
+async def _connect_and_relay(
+    service: Service,
+    positions: RelayPositions,
+    relay_box: list[Relay],
+    to_message: Callable[[Any], Message | None],
+    source: str,
+    relay_settings: RelaySettings | None,
+) -> None:
+    """Runs beside the gRPC server: commands succeed while NATS is still away."""
+    config = service.config
+    while True:
+        try:
+            nc = await bus.connect(config.nats_url, name=f"closedloop-{config.service}")
+            break
+        except Exception as error:  # noqa: BLE001 - keep trying until NATS is there
+            log.warning("cannot reach NATS at %s yet: %s", config.nats_url, error)
+            await asyncio.sleep(1)
+    service.nc = nc
+    settings = StreamSettings(
+        replicas=config.stream_replicas,
+        duplicate_window_seconds=config.duplicate_window_seconds,
+    )
+    while True:
+        try:
+            await provision_streams(
+                nc.jetstream(), settings, (config.service,), include_log=False
+            )
+            break
+        except Exception as error:  # noqa: BLE001 - NATS may be away; keep trying
+            log.warning("cannot provision streams yet: %s", error)
+            await asyncio.sleep(1)
+    relay = Relay(
+        name=f"{config.service}-relay",
+        recorder=service.store.recorder,
+        mapper=service.store.mapper,
+        to_message=to_message,
+        nc=nc,
+        stream=context_stream(config.service),
+        source=source,
+        positions=positions,
+        settings=relay_settings,
+    )
+    relay_box.append(relay)
+    service.relay = relay
+    await relay.run()
+
+
+def run_forever(start: Callable[[], Any]) -> None:
+    """Process entry point: runs until SIGTERM or Ctrl-C, then stops gracefully."""
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+    async def main() -> None:
+        service: Service = await start()
+        print(  # noqa: T201 - the address line operators and scripts read
+            f"closedloop {service.config.service} listening on "
+            f"{service.config.grpc_host}:{service.server.port}",
+            flush=True,
+        )
+        stopping = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stopping.set)
+        await stopping.wait()
+        log.info("stopping %s", service.config.service)
+        await service.stop()
+
+    asyncio.run(main())

@@ -1,0 +1,1 @@
+"""Helpers for the project's tests: real servers on loopback, throwaway databases."""

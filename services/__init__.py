@@ -1,0 +1,1 @@
+"""The services of closedloop, one package per bounded context."""

@@ -1,0 +1,307 @@
+"""The one place where lead domain events meet their closedloop.lead.v1 messages."""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from closedloop.eventstore.metadata import META_ATTRIBUTE, EventMeta
+from closedloop.lead.v1 import events_pb2, lead_service_pb2, types_pb2
+from closedloop.protobuf import enum_name, enum_number, timestamp, to_datetime
+from closedloop.services.lead.domain import (
+    EmailClaim,
+    Lead,
+    Touchpoint,
+    TouchpointOwner,
+    Visitor,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from google.protobuf.message import Message
+
+    from closedloop.bus.cloudevents import Envelope
+
+SOURCE = "/closedloop/lead"
+
+
+def channel_number(channel: str) -> int:
+    return enum_number(types_pb2.Channel, "CHANNEL_", channel)
+
+
+def interaction_number(interaction: str) -> int:
+    return enum_number(types_pb2.Interaction, "INTERACTION_", interaction)
+
+
+def touchpoint_message(tp: Touchpoint) -> types_pb2.Touchpoint:
+    return types_pb2.Touchpoint(
+        touchpoint_id=str(tp.touchpoint_id),
+        anonymous_id=tp.anonymous_id,
+        lead_id=str(tp.lead_id) if tp.lead_id else "",
+        channel=channel_number(tp.channel),  # type: ignore[arg-type]
+        source=tp.source,
+        medium=tp.medium,
+        campaign=tp.campaign,
+        content=tp.content,
+        interaction=interaction_number(tp.interaction),  # type: ignore[arg-type]
+        occurred_at=timestamp(tp.occurred_at),
+        attributes=tp.attributes,
+    )
+
+
+def lead_message(lead: Lead) -> lead_service_pb2.Lead:
+    return lead_service_pb2.Lead(
+        lead_id=str(lead.id),
+        email=lead.email,
+        name=lead.name,
+        company=lead.company,
+        source_system=lead.source_system,
+        stage=enum_number(types_pb2.LeadStage, "LEAD_STAGE_", lead.stage),  # type: ignore[arg-type]
+        score=lead.score,
+        qualification_reason=lead.qualification_reason,
+        owner=lead.owner,
+        disqualification_reason=enum_number(  # type: ignore[arg-type]
+            types_pb2.DisqualificationReason,
+            "DISQUALIFICATION_REASON_",
+            lead.disqualification_reason,
+        ),
+        disqualification_detail=lead.disqualification_detail,
+        anonymous_ids=lead.anonymous_ids,
+        merged_lead_ids=[str(i) for i in lead.merged_lead_ids],
+        merged_into_lead_id=str(lead.merged_into) if lead.merged_into else "",
+        created_at=timestamp(lead.created_at),
+        stage_changed_at=timestamp(lead.stage_changed_at),
+        version=lead.version,
+    )
+
+
+# -- domain event -> message -----------------------------------------------------
+
+
+def to_message(event: Any) -> Message | None:  # noqa: C901, PLR0911 - one branch per event type
+    """The published form of a stored event; None for the service's own bookkeeping."""
+    lead_id = str(event.originator_id)
+    if isinstance(event, Visitor.FirstSeen):
+        return events_pb2.VisitorFirstSeen(
+            anonymous_id=event.anonymous_id, occurred_at=timestamp(event.occurred_at)
+        )
+    if isinstance(event, TouchpointOwner.TouchpointRecorded):
+        return events_pb2.TouchpointRecorded(
+            touchpoint=touchpoint_message(
+                Touchpoint(
+                    touchpoint_id=event.touchpoint_id,
+                    channel=event.channel,
+                    source=event.source,
+                    medium=event.medium,
+                    campaign=event.campaign,
+                    content=event.content,
+                    interaction=event.interaction,
+                    occurred_at=event.occurred_at,
+                    attributes=event.attributes,
+                    anonymous_id=event.anonymous_id,
+                    lead_id=event.lead_id,
+                )
+            )
+        )
+    if isinstance(event, Lead.Captured):
+        return events_pb2.LeadCaptured(
+            lead_id=lead_id,
+            email=event.email,
+            name=event.name,
+            company=event.company,
+            source_system=event.source_system,
+            anonymous_id=event.anonymous_id,
+            occurred_at=timestamp(event.occurred_at),
+        )
+    if isinstance(event, Lead.VisitorIdentified):
+        return events_pb2.VisitorIdentified(
+            lead_id=lead_id,
+            anonymous_id=event.anonymous_id,
+            occurred_at=timestamp(event.occurred_at),
+        )
+    if isinstance(event, Lead.Qualified):
+        return events_pb2.LeadQualified(
+            lead_id=lead_id,
+            score=event.score,
+            reason=event.reason,
+            actor=event.actor,
+            occurred_at=timestamp(event.occurred_at),
+        )
+    if isinstance(event, Lead.Accepted):
+        return events_pb2.LeadAccepted(
+            lead_id=lead_id,
+            owner=event.owner,
+            skipped_qualification=event.skipped_qualification,
+            actor=event.actor,
+            occurred_at=timestamp(event.occurred_at),
+        )
+    if isinstance(event, Lead.Disqualified):
+        return events_pb2.LeadDisqualified(
+            lead_id=lead_id,
+            reason=enum_number(  # type: ignore[arg-type]
+                types_pb2.DisqualificationReason,
+                "DISQUALIFICATION_REASON_",
+                event.reason,
+            ),
+            detail=event.detail,
+            actor=event.actor,
+            occurred_at=timestamp(event.occurred_at),
+        )
+    if isinstance(event, Lead.Reopened):
+        return events_pb2.LeadReopened(
+            lead_id=lead_id,
+            reason=event.reason,
+            actor=event.actor,
+            occurred_at=timestamp(event.occurred_at),
+        )
+    if isinstance(event, Lead.DuplicateMerged):
+        return events_pb2.LeadsMerged(
+            surviving_lead_id=lead_id,
+            merged_lead_id=str(event.merged_lead_id),
+            actor=event.actor,
+            occurred_at=timestamp(event.occurred_at),
+        )
+    if isinstance(event, Lead.MergedInto):
+        return events_pb2.LeadMergedInto(
+            merged_lead_id=lead_id,
+            surviving_lead_id=str(event.surviving_lead_id),
+            occurred_at=timestamp(event.occurred_at),
+        )
+    if isinstance(event, EmailClaim.Event):
+        return None
+    msg = f"no wire mapping for {type(event).__qualname__}"
+    raise TypeError(msg)
+
+
+# -- message -> domain event -----------------------------------------------------
+
+
+def _touchpoint_fields(message: events_pb2.TouchpointRecorded) -> dict[str, Any]:
+    tp = message.touchpoint
+    return {
+        "touchpoint_id": uuid.UUID(tp.touchpoint_id),
+        "channel": enum_name(types_pb2.Channel, "CHANNEL_", tp.channel),
+        "source": tp.source,
+        "medium": tp.medium,
+        "campaign": tp.campaign,
+        "content": tp.content,
+        "interaction": enum_name(types_pb2.Interaction, "INTERACTION_", tp.interaction),
+        "occurred_at": to_datetime(tp.occurred_at),
+        "attributes": dict(tp.attributes),
+        "idempotency_key": "",
+        "anonymous_id": tp.anonymous_id,
+        "lead_id": uuid.UUID(tp.lead_id) if tp.lead_id else None,
+    }
+
+
+_FROM_MESSAGE: dict[
+    type[Message], tuple[type[Any], Callable[[Any], dict[str, Any]]]
+] = {
+    events_pb2.VisitorFirstSeen: (
+        Visitor.FirstSeen,
+        lambda m: {
+            "originator_topic": "closedloop.services.lead.domain:Visitor",
+            "anonymous_id": m.anonymous_id,
+            "occurred_at": to_datetime(m.occurred_at),
+        },
+    ),
+    events_pb2.TouchpointRecorded: (
+        TouchpointOwner.TouchpointRecorded,
+        _touchpoint_fields,
+    ),
+    events_pb2.LeadCaptured: (
+        Lead.Captured,
+        lambda m: {
+            "originator_topic": "closedloop.services.lead.domain:Lead",
+            "email": m.email,
+            "name": m.name,
+            "company": m.company,
+            "source_system": m.source_system,
+            "anonymous_id": m.anonymous_id,
+            "occurred_at": to_datetime(m.occurred_at),
+            "idempotency_key": "",
+        },
+    ),
+    events_pb2.VisitorIdentified: (
+        Lead.VisitorIdentified,
+        lambda m: {
+            "anonymous_id": m.anonymous_id,
+            "occurred_at": to_datetime(m.occurred_at),
+        },
+    ),
+    events_pb2.LeadQualified: (
+        Lead.Qualified,
+        lambda m: {
+            "score": m.score,
+            "reason": m.reason,
+            "actor": m.actor,
+            "occurred_at": to_datetime(m.occurred_at),
+        },
+    ),
+    events_pb2.LeadAccepted: (
+        Lead.Accepted,
+        lambda m: {
+            "owner": m.owner,
+            "skipped_qualification": m.skipped_qualification,
+            "actor": m.actor,
+            "occurred_at": to_datetime(m.occurred_at),
+        },
+    ),
+    events_pb2.LeadDisqualified: (
+        Lead.Disqualified,
+        lambda m: {
+            "reason": enum_name(
+                types_pb2.DisqualificationReason, "DISQUALIFICATION_REASON_", m.reason
+            ),
+            "detail": m.detail,
+            "actor": m.actor,
+            "occurred_at": to_datetime(m.occurred_at),
+        },
+    ),
+    events_pb2.LeadReopened: (
+        Lead.Reopened,
+        lambda m: {
+            "reason": m.reason,
+            "actor": m.actor,
+            "occurred_at": to_datetime(m.occurred_at),
+        },
+    ),
+    events_pb2.LeadsMerged: (
+        Lead.DuplicateMerged,
+        lambda m: {
+            "merged_lead_id": uuid.UUID(m.merged_lead_id),
+            "actor": m.actor,
+            "occurred_at": to_datetime(m.occurred_at),
+        },
+    ),
+    events_pb2.LeadMergedInto: (
+        Lead.MergedInto,
+        lambda m: {
+            "surviving_lead_id": uuid.UUID(m.surviving_lead_id),
+            "occurred_at": to_datetime(m.occurred_at),
+        },
+    ),
+}
+
+
+def from_message(message: Message, envelope: Envelope) -> Any:
+    """Rebuilds the domain event a message came from (idempotency keys aside)."""
+    try:
+        event_class, fields = _FROM_MESSAGE[type(message)]
+    except KeyError:
+        msg = f"not a lead event: {type(message).__name__}"
+        raise TypeError(msg) from None
+    state = fields(message)
+    state.update(
+        originator_id=uuid.UUID(envelope.subject),
+        originator_version=envelope.sequence,
+        timestamp=envelope.time,
+    )
+    if envelope.correlation_id or envelope.causation_id or envelope.traceparent:
+        state[META_ATTRIBUTE] = EventMeta(
+            envelope.correlation_id, envelope.causation_id, envelope.traceparent
+        ).as_dict()
+    domain_event = object.__new__(event_class)
+    object.__setattr__(domain_event, "__dict__", state)
+    return domain_event

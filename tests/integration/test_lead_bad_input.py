@@ -1,0 +1,613 @@
+"""Bad requests against the real LeadService over gRPC: refused, named, unrecorded.
+
+Every case is one valid request with a single thing wrong. Each must fail with the
+documented status code, name the offending field (INVALID_ARGUMENT: in the details and
+in the `closedloop-field` trailer), never leak a Python traceback, and write no event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import grpc
+import pytest
+import pytest_asyncio
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from closedloop.config import ServiceConfig
+from closedloop.grpckit.errors import FIELD_METADATA_KEY
+from closedloop.lead.v1 import lead_service_pb2 as pb
+from closedloop.lead.v1 import lead_service_pb2_grpc, types_pb2
+from closedloop.services.lead.__main__ import bootstrap
+from closedloop.testing.postgres import postgres_available, temporary_database
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable, Iterator
+
+    from closedloop.natsserver import NatsServer
+    from closedloop.service import Service
+
+pytestmark = [pytest.mark.nats, pytest.mark.asyncio(loop_scope="module")]
+
+INVALID = grpc.StatusCode.INVALID_ARGUMENT
+NOT_FOUND = grpc.StatusCode.NOT_FOUND
+PRECONDITION = grpc.StatusCode.FAILED_PRECONDITION
+
+KNOWN_EMAIL = "known.lead@example.com"
+DISQUALIFIED_EMAIL = "disqualified.lead@example.com"
+UNKNOWN_LEAD_ID = "5b1f7c9e-3d4a-4e8b-9c2d-000000000001"
+ANONYMOUS_ID = "visitor-7f3a"
+
+
+@dataclass(frozen=True)
+class Leads:
+    """The leads created before the bad calls, for cases to refer to."""
+
+    known: str
+    disqualified: str
+
+
+@dataclass
+class Running:
+    service: Service
+    stub: lead_service_pb2_grpc.LeadServiceStub
+    leads: Leads
+
+
+# -- the service, once per store backend ---------------------------------------------
+
+
+@pytest.fixture(
+    scope="module",
+    params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)],
+)
+def lead_store_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """Like conftest's `store_url`, but module-scoped so the service starts once."""
+    if request.param == "sqlite":
+        path = tmp_path_factory.mktemp("lead-sqlite") / "events.db"
+        yield f"sqlite:///{path}"
+        return
+    if os.environ.get("CLOSEDLOOP_SKIP_POSTGRES") == "1":
+        pytest.skip("CLOSEDLOOP_SKIP_POSTGRES=1")
+    if not postgres_available():
+        pytest.fail(
+            "PostgreSQL is not reachable on 127.0.0.1:5432; start it (see .ci/run) "
+            "or set CLOSEDLOOP_SKIP_POSTGRES=1"
+        )
+    with temporary_database() as url:
+        yield url
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def lead(
+    lead_store_url: str,
+    nats_server: NatsServer,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> AsyncIterator[Running]:
+    data_dir = tmp_path_factory.mktemp("lead-data")
+    config = ServiceConfig.from_env(
+        "lead",
+        {
+            "CLOSEDLOOP_DATA_DIR": str(data_dir),
+            "CLOSEDLOOP_NATS_URL": nats_server.url,
+            "CLOSEDLOOP_LEAD_GRPC_PORT": "0",
+            "CLOSEDLOOP_LEAD_STORE_URL": lead_store_url,
+        },
+    )
+    service = await bootstrap(config)
+    try:
+        async with grpc.aio.insecure_channel(
+            f"127.0.0.1:{service.server.port}"
+        ) as channel:
+            stub = lead_service_pb2_grpc.LeadServiceStub(channel)
+            known = await stub.CaptureLead(
+                pb.CaptureLeadRequest(email=KNOWN_EMAIL, name="Known Lead"), timeout=10
+            )
+            other = await stub.CaptureLead(
+                pb.CaptureLeadRequest(email=DISQUALIFIED_EMAIL, name="Gone Lead"),
+                timeout=10,
+            )
+            gone = await stub.DisqualifyLead(
+                pb.DisqualifyLeadRequest(
+                    lead_id=other.lead.lead_id,
+                    reason=types_pb2.DISQUALIFICATION_REASON_BAD_FIT,
+                ),
+                timeout=10,
+            )
+            assert known.created
+            assert known.lead.stage == types_pb2.LEAD_STAGE_LEAD
+            assert gone.lead.stage == types_pb2.LEAD_STAGE_DISQUALIFIED
+            leads = Leads(known=known.lead.lead_id, disqualified=other.lead.lead_id)
+            # The bases the bad cases vary are valid, and the probe sees their events:
+            for base in (_touch(), _touch(anonymous_id="", lead_id=leads.known)):
+                before = await _max_notification_id(service)
+                await stub.RecordTouchpoint(base, timeout=10)
+                assert await _max_notification_id(service) > before
+            yield Running(service=service, stub=stub, leads=leads)
+    finally:
+        await service.stop(grace=1.0)
+
+
+# -- the cases -----------------------------------------------------------------------
+
+
+def _ts(when: datetime) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromDatetime(when)
+    return stamp
+
+
+def _touch(**fields: Any) -> pb.RecordTouchpointRequest:
+    """A valid touchpoint for an anonymous visitor, with `fields` changed."""
+    request: dict[str, Any] = {
+        "anonymous_id": ANONYMOUS_ID,
+        "source": "google",
+        "medium": "cpc",
+        "campaign": "spring-launch",
+        "interaction": types_pb2.INTERACTION_AD_CLICK,
+    }
+    request.update(fields)
+    return pb.RecordTouchpointRequest(**request)
+
+
+@dataclass(frozen=True)
+class Case:
+    method: str
+    request: Callable[[Leads], Any]
+    code: grpc.StatusCode
+    #: INVALID_ARGUMENT: the offending field; otherwise a phrase the message must hold.
+    field: str = ""
+    says: str = ""
+
+
+CASES = [
+    # RecordTouchpoint
+    pytest.param(
+        Case(
+            "RecordTouchpoint",
+            lambda _: _touch(anonymous_id=""),
+            INVALID,
+            "anonymous_id",
+        ),
+        id="touch-neither-anonymous-nor-lead",
+    ),
+    pytest.param(
+        Case(
+            "RecordTouchpoint",
+            lambda leads: _touch(lead_id=leads.known),
+            INVALID,
+            "anonymous_id",
+        ),
+        id="touch-both-anonymous-and-lead",
+    ),
+    *(
+        pytest.param(
+            Case(
+                "RecordTouchpoint",
+                lambda _, junk=junk: _touch(anonymous_id=junk),  # type: ignore[misc]
+                INVALID,
+                "anonymous_id",
+            ),
+            id=f"touch-junk-anonymous-id-{junk}",
+        )
+        for junk in ("null", "undefined", "0000")
+    ),
+    pytest.param(
+        Case("RecordTouchpoint", lambda _: _touch(source="s" * 257), INVALID, "source"),
+        id="touch-source-too-long",
+    ),
+    pytest.param(
+        Case(
+            "RecordTouchpoint",
+            lambda _: _touch(campaign="spring\x00\x07launch"),
+            INVALID,
+            "campaign",
+        ),
+        id="touch-campaign-control-characters",
+    ),
+    pytest.param(
+        Case(
+            "RecordTouchpoint",
+            lambda _: _touch(occurred_at=_ts(datetime.now(UTC) + timedelta(days=2))),
+            INVALID,
+            "occurred_at",
+        ),
+        id="touch-occurred-at-future",
+    ),
+    pytest.param(
+        Case(
+            "RecordTouchpoint",
+            lambda _: _touch(occurred_at=_ts(datetime(1980, 6, 1, tzinfo=UTC))),
+            INVALID,
+            "occurred_at",
+        ),
+        id="touch-occurred-at-1980",
+    ),
+    pytest.param(
+        Case("RecordTouchpoint", lambda _: _touch(channel=999), INVALID, "channel"),
+        id="touch-unknown-channel",
+    ),
+    pytest.param(
+        Case(
+            "RecordTouchpoint",
+            lambda _: _touch(interaction=999),
+            INVALID,
+            "interaction",
+        ),
+        id="touch-unknown-interaction",
+    ),
+    pytest.param(
+        Case(
+            "RecordTouchpoint",
+            lambda _: _touch(idempotency_key="k" * 201),
+            INVALID,
+            "idempotency_key",
+        ),
+        id="touch-idempotency-key-too-long",
+    ),
+    pytest.param(
+        Case(
+            "RecordTouchpoint",
+            lambda _: _touch(attributes={f"key{i}": "value" for i in range(51)}),
+            INVALID,
+            "attributes",
+        ),
+        id="touch-51-attributes",
+    ),
+    pytest.param(
+        Case(
+            "RecordTouchpoint",
+            lambda _: _touch(anonymous_id="", lead_id="not-a-uuid"),
+            INVALID,
+            "lead_id",
+        ),
+        id="touch-lead-id-not-uuid",
+    ),
+    pytest.param(
+        Case(
+            "RecordTouchpoint",
+            lambda _: _touch(occurred_at=Timestamp(seconds=10**12)),
+            INVALID,
+            "occurred_at",
+        ),
+        id="touch-occurred-at-out-of-range",
+    ),
+    pytest.param(
+        Case(
+            "RecordTouchpoint",
+            lambda _: _touch(attributes={" ": "value"}),
+            INVALID,
+            "attributes.key",
+        ),
+        id="touch-attribute-blank-key",
+    ),
+    pytest.param(
+        Case(
+            "RecordTouchpoint",
+            lambda _: _touch(attributes={"utm_term": "t" * 257}),
+            INVALID,
+            "attributes[utm_term]",
+        ),
+        id="touch-attribute-value-too-long",
+    ),
+    pytest.param(
+        Case(
+            "RecordTouchpoint",
+            lambda _: _touch(anonymous_id="", lead_id=UNKNOWN_LEAD_ID),
+            NOT_FOUND,
+            says="does not exist",
+        ),
+        id="touch-lead-id-unknown",
+    ),
+    # CaptureLead
+    pytest.param(
+        Case(
+            "CaptureLead", lambda _: pb.CaptureLeadRequest(email=""), INVALID, "email"
+        ),
+        id="capture-empty-email",
+    ),
+    *(
+        pytest.param(
+            Case(
+                "CaptureLead",
+                lambda _, bad=bad: pb.CaptureLeadRequest(email=bad),  # type: ignore[misc]
+                INVALID,
+                "email",
+            ),
+            id=f"capture-malformed-email-{bad}",
+        )
+        for bad in ("a@", "@b.com", "a b@c.com", "a@b")
+    ),
+    pytest.param(
+        Case(
+            "CaptureLead",
+            lambda _: pb.CaptureLeadRequest(email="a" * 60 + "@" + "b" * 190 + ".com"),
+            INVALID,
+            "email",
+        ),
+        id="capture-email-too-long",
+    ),
+    pytest.param(
+        Case(
+            "CaptureLead",
+            lambda _: pb.CaptureLeadRequest(
+                email="new.lead@example.com", name="n" * 257
+            ),
+            INVALID,
+            "name",
+        ),
+        id="capture-name-too-long",
+    ),
+    pytest.param(
+        Case(
+            "CaptureLead",
+            lambda _: pb.CaptureLeadRequest(
+                email="new.lead@example.com", anonymous_id="anonymous"
+            ),
+            INVALID,
+            "anonymous_id",
+        ),
+        id="capture-junk-anonymous-id",
+    ),
+    pytest.param(
+        Case(
+            "CaptureLead",
+            lambda _: pb.CaptureLeadRequest(
+                email=KNOWN_EMAIL, anonymous_id="undefined"
+            ),
+            INVALID,
+            "anonymous_id",
+        ),
+        id="capture-existing-email-junk-anonymous-id",
+    ),
+    # QualifyLead
+    pytest.param(
+        Case(
+            "QualifyLead",
+            lambda _: pb.QualifyLeadRequest(lead_id=UNKNOWN_LEAD_ID, score=10),
+            NOT_FOUND,
+            says="does not exist",
+        ),
+        id="qualify-unknown-lead",
+    ),
+    pytest.param(
+        Case(
+            "QualifyLead",
+            lambda leads: pb.QualifyLeadRequest(lead_id=leads.known, score=-1),
+            INVALID,
+            "score",
+        ),
+        id="qualify-negative-score",
+    ),
+    pytest.param(
+        Case(
+            "QualifyLead",
+            lambda leads: pb.QualifyLeadRequest(lead_id=leads.known, score=1_000_001),
+            INVALID,
+            "score",
+        ),
+        id="qualify-score-too-high",
+    ),
+    pytest.param(
+        Case(
+            "QualifyLead",
+            lambda _: pb.QualifyLeadRequest(lead_id="lead-42", score=10),
+            INVALID,
+            "lead_id",
+        ),
+        id="qualify-lead-id-not-uuid",
+    ),
+    pytest.param(
+        Case(
+            "QualifyLead",
+            lambda leads: pb.QualifyLeadRequest(lead_id=leads.disqualified, score=10),
+            PRECONDITION,
+            says="disqualified",
+        ),
+        id="qualify-disqualified-lead",
+    ),
+    # AcceptLead
+    pytest.param(
+        Case(
+            "AcceptLead",
+            lambda leads: pb.AcceptLeadRequest(
+                lead_id=leads.known, skip_qualification=True
+            ),
+            INVALID,
+            "owner",
+        ),
+        id="accept-missing-owner",
+    ),
+    pytest.param(
+        Case(
+            "AcceptLead",
+            lambda leads: pb.AcceptLeadRequest(lead_id=leads.known, owner="rep@corp"),
+            PRECONDITION,
+            says="skip_qualification",
+        ),
+        id="accept-not-mql",
+    ),
+    pytest.param(
+        Case(
+            "AcceptLead",
+            lambda leads: pb.AcceptLeadRequest(
+                lead_id=leads.disqualified, owner="rep@corp", skip_qualification=True
+            ),
+            PRECONDITION,
+            says="disqualified",
+        ),
+        id="accept-disqualified-lead",
+    ),
+    # DisqualifyLead
+    pytest.param(
+        Case(
+            "DisqualifyLead",
+            lambda leads: pb.DisqualifyLeadRequest(lead_id=leads.known, reason=0),  # type: ignore[arg-type]
+            INVALID,
+            "reason",
+        ),
+        id="disqualify-reason-unspecified",
+    ),
+    pytest.param(
+        Case(
+            "DisqualifyLead",
+            lambda leads: pb.DisqualifyLeadRequest(lead_id=leads.known, reason=99),  # type: ignore[arg-type]
+            INVALID,
+            "reason",
+        ),
+        id="disqualify-reason-unknown",
+    ),
+    pytest.param(
+        Case(
+            "DisqualifyLead",
+            lambda leads: pb.DisqualifyLeadRequest(
+                lead_id=leads.disqualified,
+                reason=types_pb2.DISQUALIFICATION_REASON_SPAM,
+            ),
+            PRECONDITION,
+            says="disqualified",
+        ),
+        id="disqualify-disqualified-lead",
+    ),
+    # ReopenLead
+    pytest.param(
+        Case(
+            "ReopenLead",
+            lambda leads: pb.ReopenLeadRequest(lead_id=leads.known),
+            PRECONDITION,
+            says="disqualified",
+        ),
+        id="reopen-not-disqualified",
+    ),
+    # MergeLeads
+    pytest.param(
+        Case(
+            "MergeLeads",
+            lambda leads: pb.MergeLeadsRequest(
+                surviving_lead_id=leads.known, merged_lead_id=leads.known
+            ),
+            INVALID,
+            "merged_lead_id",
+        ),
+        id="merge-into-itself",
+    ),
+    pytest.param(
+        Case(
+            "MergeLeads",
+            lambda leads: pb.MergeLeadsRequest(
+                surviving_lead_id=leads.known, merged_lead_id=UNKNOWN_LEAD_ID
+            ),
+            NOT_FOUND,
+            says="merged_lead_id",
+        ),
+        id="merge-unknown-merged-lead",
+    ),
+    pytest.param(
+        Case(
+            "MergeLeads",
+            lambda leads: pb.MergeLeadsRequest(
+                surviving_lead_id="", merged_lead_id=leads.known
+            ),
+            INVALID,
+            "surviving_lead_id",
+        ),
+        id="merge-missing-surviving-lead",
+    ),
+    # GetLead
+    pytest.param(
+        Case("GetLead", lambda _: pb.GetLeadRequest(lead_id=""), INVALID, "lead_id"),
+        id="get-empty-lead-id",
+    ),
+    pytest.param(
+        Case(
+            "GetLead",
+            lambda _: pb.GetLeadRequest(lead_id=UNKNOWN_LEAD_ID),
+            NOT_FOUND,
+            says="does not exist",
+        ),
+        id="get-unknown-lead",
+    ),
+    # GetJourney
+    pytest.param(
+        Case(
+            "GetJourney",
+            lambda _: pb.GetJourneyRequest(lead_id=UNKNOWN_LEAD_ID),
+            NOT_FOUND,
+            says="does not exist",
+        ),
+        id="journey-unknown-lead",
+    ),
+    # FindLeadByEmail
+    pytest.param(
+        Case(
+            "FindLeadByEmail",
+            lambda _: pb.FindLeadByEmailRequest(email="not-an-email"),
+            INVALID,
+            "email",
+        ),
+        id="find-malformed-email",
+    ),
+    pytest.param(
+        Case(
+            "FindLeadByEmail",
+            lambda _: pb.FindLeadByEmailRequest(email="nobody@example.com"),
+            NOT_FOUND,
+            says="no lead",
+        ),
+        id="find-unknown-email",
+    ),
+]
+
+
+# -- the shared check ----------------------------------------------------------------
+
+
+async def _max_notification_id(service: Service) -> int:
+    return await asyncio.to_thread(service.store.recorder.max_notification_id) or 0
+
+
+async def _refused(running: Running, case: Case) -> None:
+    request = case.request(running.leads)
+    before = await _max_notification_id(running.service)
+    call = getattr(running.stub, case.method)(request, timeout=10)
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await call
+    error = raised.value
+    after = await _max_notification_id(running.service)
+
+    details = error.details() or ""
+    trailers = dict(await call.trailing_metadata() or ())
+    assert error.code() == case.code, f"{error.code()}: {details}"
+    assert "Traceback" not in details, details
+    assert 'File "' not in details, details
+    assert after == before, f"{case.method} wrote {after - before} event(s): {details}"
+    if case.code == INVALID:
+        assert details.startswith(f"{case.field}: "), details
+        assert trailers.get(FIELD_METADATA_KEY) == case.field, trailers
+    else:
+        assert FIELD_METADATA_KEY not in trailers, trailers
+        assert case.says in details, details
+
+
+@pytest.mark.parametrize("case", CASES)
+async def test_bad_request_is_refused_and_records_nothing(
+    lead: Running, case: Case
+) -> None:
+    await _refused(lead, case)
+
+
+async def test_refused_leads_are_unchanged(lead: Running) -> None:
+    """The leads the bad calls aimed at are as the setup left them."""
+    known = await lead.stub.GetLead(pb.GetLeadRequest(lead_id=lead.leads.known))
+    gone = await lead.stub.GetLead(pb.GetLeadRequest(lead_id=lead.leads.disqualified))
+    assert known.lead.stage == types_pb2.LEAD_STAGE_LEAD
+    assert known.lead.owner == ""
+    assert known.lead.merged_lead_ids == []
+    assert list(known.lead.anonymous_ids) == []
+    assert gone.lead.stage == types_pb2.LEAD_STAGE_DISQUALIFIED

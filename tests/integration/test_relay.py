@@ -1,0 +1,281 @@
+"""The relay against a real nats-server and real SQLite / PostgreSQL stores."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import nats
+import psycopg
+import pytest
+
+from closedloop.bus.cloudevents import Envelope
+from closedloop.bus.streams import (
+    LOG_STREAM,
+    StreamSettings,
+    context_stream,
+    provision_streams,
+)
+from closedloop.eventstore.store import StoreLocation
+from closedloop.relay import Relay, RelaySettings, event_id
+from closedloop.relay.positions import RelayPositions, RelayState
+from closedloop.services.lead.application import LeadStore
+from closedloop.services.lead.domain import TouchpointRequest, Visitor
+from closedloop.services.lead.wire import SOURCE, to_message
+from closedloop.testing.streams import eventually, read_stream
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Iterator
+
+    from nats.aio.client import Client
+
+    from closedloop.natsserver import NatsServer
+
+pytestmark = pytest.mark.nats
+STREAM = context_stream("lead")
+
+
+def new_visitor(n_touchpoints: int = 1) -> Visitor:
+    visitor = Visitor(f"anon-{uuid.uuid4()}", datetime.now(UTC))
+    for i in range(n_touchpoints):
+        visitor.record_touchpoint(
+            TouchpointRequest(
+                touchpoint_id=uuid.uuid4(),
+                channel="paid_search",
+                source="google",
+                medium="cpc",
+                campaign="spring",
+                content="",
+                interaction="ad_click",
+                occurred_at=datetime.now(UTC),
+                idempotency_key=f"k{i}",
+            )
+        )
+    return visitor
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[LeadStore]:
+    env = StoreLocation.parse(store_url).eventsourcing_env()
+    if env["PERSISTENCE_MODULE"] == "eventsourcing.postgres":
+        # Without the library's table lock, concurrent transactions may commit their
+        # notification ids out of order: the case the relay must survive.
+        env["POSTGRES_ENABLE_DB_FUNCTIONS"] = "y"
+    app = LeadStore(env=env)
+    app.store_url = store_url  # type: ignore[attr-defined]
+    yield app
+    app.close()
+
+
+@pytest.fixture
+async def nc(own_nats_server: NatsServer) -> AsyncIterator[Client]:
+    client = await nats.connect(own_nats_server.url)
+    await provision_streams(client.jetstream(), StreamSettings())
+    yield client
+    await client.close()
+
+
+def make_relay(store: LeadStore, nc: Client, **settings: Any) -> Relay:
+    location = StoreLocation.parse(store.store_url)  # type: ignore[attr-defined]
+    return Relay(
+        name="lead-relay",
+        recorder=store.recorder,  # type: ignore[arg-type]
+        mapper=store.mapper,
+        to_message=to_message,
+        nc=nc,
+        stream=STREAM,
+        source=SOURCE,
+        positions=RelayPositions(location.sqlalchemy_url(), schema=location.pg_schema),
+        settings=RelaySettings(**settings),
+    )
+
+
+@contextlib.asynccontextmanager
+async def running(relay: Relay) -> AsyncIterator[Relay]:
+    task = asyncio.create_task(relay.run())
+    try:
+        yield relay
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def store_event_ids(store: LeadStore) -> list[str]:
+    notifications = store.recorder.select_notifications(1, 1_000_000)
+    return [event_id(n.originator_id, n.originator_version) for n in notifications]
+
+
+async def stream_event_ids(nc: Client, stream: str = STREAM) -> list[str]:
+    return [
+        Envelope.from_headers(m.headers).event_id
+        for m in await read_stream(nc.jetstream(), stream)
+    ]
+
+
+async def test_stream_holds_exactly_the_events_written_from_many_threads(
+    store: LeadStore, nc: Client
+) -> None:
+    relay = make_relay(store, nc, gap_timeout=1.0, batch_size=64, poll_interval=0.05)
+    errors: list[BaseException] = []
+
+    def writer() -> None:
+        try:
+            for _ in range(40):
+                store.save(new_visitor(n_touchpoints=2))
+        except BaseException as error:
+            errors.append(error)
+
+    async with running(relay):
+        threads = [threading.Thread(target=writer) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            await asyncio.to_thread(t.join)
+        assert not errors
+        expected = await asyncio.to_thread(store_event_ids, store)
+        assert len(expected) == 8 * 40 * 3
+
+        async def caught_up() -> bool:
+            return relay.position >= len(expected) and not relay.state.open_gaps
+
+        await eventually(caught_up, timeout=60)
+    published = await stream_event_ids(nc)
+    assert len(published) == len(set(published)), "a message was published twice"
+    assert sorted(published) == sorted(expected)
+    # The log stream sources the context stream: same events there too.
+    await eventually(lambda: _count(nc, LOG_STREAM, len(expected)), timeout=30)
+
+
+async def _count(nc: Client, stream: str, expected: int) -> bool:
+    info = await nc.jetstream().stream_info(stream)
+    return bool(info.state.messages == expected)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("commit_after", [0.3, 2.0], ids=["within-gap-timeout", "late"])
+async def test_out_of_order_commit_is_never_skipped(
+    postgres_url: str, nc: Client, commit_after: float
+) -> None:
+    """A transaction holds notification id N while N+1 commits first."""
+    env = StoreLocation.parse(postgres_url).eventsourcing_env()
+    env["POSTGRES_ENABLE_DB_FUNCTIONS"] = "y"
+    store = LeadStore(env=env)
+    store.store_url = postgres_url  # type: ignore[attr-defined]
+    try:
+        store.save(new_visitor())  # ids 1, 2
+        relay = make_relay(store, nc, gap_timeout=1.0, poll_interval=0.05)
+        slow = new_visitor()
+        stored = [store.mapper.to_stored_event(e) for e in slow.collect_events()]
+        location = StoreLocation.parse(postgres_url)
+        table = store.recorder.events_table_name  # type: ignore[attr-defined]
+        conn = psycopg.connect(
+            f"host={location.pg_host} port={location.pg_port} "
+            f"user={location.pg_user} dbname={location.pg_dbname}"
+        )
+        try:
+            with conn.cursor() as cur:
+                for s in stored:  # ids 3, 4: not committed yet
+                    cur.execute(
+                        f"INSERT INTO {table} "  # noqa: S608 - the library's table name
+                        "(originator_id, originator_version, topic, state)"
+                        " VALUES (%s, %s, %s, %s)",
+                        (s.originator_id, s.originator_version, s.topic, s.state),
+                    )
+            store.save(new_visitor())  # ids 5, 6 commit first
+            async with running(relay):
+                await asyncio.sleep(commit_after)
+                conn.commit()
+                expected = await asyncio.to_thread(store_event_ids, store)
+                assert len(expected) == 6
+
+                async def all_published() -> bool:
+                    ids = await stream_event_ids(nc)
+                    return sorted(ids) == sorted(expected) and not relay.state.open_gaps
+
+                await eventually(all_published, timeout=30)
+        finally:
+            conn.close()
+        published = await stream_event_ids(nc)
+        assert len(published) == len(set(published)) == 6
+        if commit_after < 1.0:
+            # It waited for the gap: the stream keeps the store's order.
+            assert published == expected
+    finally:
+        store.close()
+
+
+async def test_restart_resumes_from_the_stream_without_duplicates(
+    store: LeadStore, nc: Client
+) -> None:
+    for _ in range(10):
+        store.save(new_visitor())
+    relay = make_relay(store, nc, poll_interval=0.05)
+    async with running(relay):
+        await eventually(lambda: _count(nc, STREAM, 20))
+    # A crash after JetStream acknowledged but before the position was stored.
+    relay._positions.save(relay.name, RelayState(position=4))
+    for _ in range(5):
+        store.save(new_visitor())
+    again = make_relay(store, nc, poll_interval=0.05)
+    async with running(again):
+        await eventually(lambda: _count(nc, STREAM, 30))
+        await asyncio.sleep(0.3)
+    published = await stream_event_ids(nc)
+    assert len(published) == len(set(published)) == 30
+    assert published == await asyncio.to_thread(store_event_ids, store)
+
+
+async def test_a_recreated_stream_is_republished_from_the_store(
+    store: LeadStore, nc: Client
+) -> None:
+    for _ in range(5):
+        store.save(new_visitor())
+    relay = make_relay(store, nc, poll_interval=0.05)
+    async with running(relay):
+        await eventually(lambda: _count(nc, STREAM, 10))
+    # The stream is lost (deleted and provisioned again): its events come back.
+    await nc.jetstream().delete_stream(STREAM)
+    await provision_streams(nc.jetstream(), StreamSettings())
+    again = make_relay(store, nc, poll_interval=0.05)
+    async with running(again):
+        await eventually(lambda: _count(nc, STREAM, 10))
+    published = await stream_event_ids(nc)
+    assert published == await asyncio.to_thread(store_event_ids, store)
+
+
+async def test_relay_catches_up_after_nats_was_away(
+    store: LeadStore, own_nats_server: NatsServer
+) -> None:
+    """Saves go on while NATS is down; afterwards each event is in the stream once."""
+    client = await nats.connect(
+        own_nats_server.url, max_reconnect_attempts=-1, reconnect_time_wait=0.2
+    )
+    await provision_streams(client.jetstream(), StreamSettings())
+    relay = make_relay(store, client, poll_interval=0.05, publish_timeout=1.0)
+    try:
+        async with running(relay):
+            for _ in range(5):
+                await asyncio.to_thread(store.save, new_visitor())
+            await eventually(lambda: _count(client, STREAM, 10))
+            await asyncio.to_thread(own_nats_server.stop)
+            started = time.monotonic()
+            for _ in range(20):
+                await asyncio.to_thread(store.save, new_visitor())
+            assert time.monotonic() - started < 20
+            await asyncio.sleep(1.0)
+            await asyncio.to_thread(own_nats_server.start)
+            await eventually(lambda: _count(client, STREAM, 50), timeout=60)
+            await asyncio.sleep(0.5)
+        published = await stream_event_ids(client)
+        assert len(published) == len(set(published)) == 50
+        assert sorted(published) == sorted(
+            await asyncio.to_thread(store_event_ids, store)
+        )
+    finally:
+        await client.close()
