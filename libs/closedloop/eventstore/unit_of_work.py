@@ -12,7 +12,6 @@ is retried or fails alone and the others still succeed.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -22,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError
 
-from closedloop.errors import ConcurrencyConflict, DomainError
+from closedloop.errors import ConcurrencyConflict, DomainError, Unavailable
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -65,10 +64,9 @@ class UnitOfWork:
         return {i: len(a.pending_events) for i, a in self._aggregates.items()}
 
     def changed_since(self, mark: dict[UUID, int]) -> bool:
+        """True if events were triggered since `mark`; loading alone changes nothing."""
         return any(
-            len(a.pending_events) != mark.get(i, 0) or i not in mark
-            for i, a in self._aggregates.items()
-            if a.pending_events or i not in mark
+            len(a.pending_events) != mark.get(i, 0) for i, a in self._aggregates.items()
         )
 
     def attach_meta_since(self, mark: dict[UUID, int], meta: EventMeta) -> None:
@@ -117,10 +115,13 @@ class CommandExecutor:
         self._wake = asyncio.Event()
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="commands")
         self._worker: asyncio.Task[None] | None = None
+        self._closing = False
         self.batches = 0
         self.commands = 0
 
     async def execute(self, command: Callable[[UnitOfWork], R], meta: EventMeta) -> R:
+        if self._closing:
+            raise Unavailable("the service is shutting down; retry")
         if self._worker is None:
             self._worker = asyncio.create_task(self._run(), name="command-executor")
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
@@ -133,12 +134,11 @@ class CommandExecutor:
         return await asyncio.to_thread(fn)
 
     async def close(self) -> None:
+        """Refuses new commands, then answers every one already taken."""
+        self._closing = True
         if self._worker is not None:
-            while self._pending:  # noqa: ASYNC110 - a short drain at shutdown only
-                await asyncio.sleep(0.01)
-            self._worker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._worker
+            self._wake.set()
+            await self._worker
         self._thread.shutdown(wait=True)
 
     async def _run(self) -> None:
@@ -162,6 +162,8 @@ class CommandExecutor:
                         pending.future.set_exception(outcome.error)
                     else:
                         pending.future.set_result(outcome.result)
+            if self._closing:
+                return
 
     def run_batch(  # noqa: C901 - the whole group-commit decision in one place
         self, items: list[tuple[Callable[[UnitOfWork], Any], EventMeta]]

@@ -6,6 +6,7 @@ import random
 import string
 
 import pytest
+
 from closedloop.services.lead.channels import (
     DEFAULT_CHANNEL_RULES,
     SEARCH_SOURCES,

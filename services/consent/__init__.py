@@ -1,0 +1,1 @@
+"""The consent context: the one system of record for what each person agreed to."""

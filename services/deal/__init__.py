@@ -1,0 +1,1 @@
+"""The deal context: opportunities, stages, wins, losses and recognised revenue."""
