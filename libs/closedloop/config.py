@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import os
 import secrets
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from collections.abc import Mapping
 
 #: Default gRPC ports, one per service, on 127.0.0.1.
 DEFAULT_GRPC_PORTS = {
@@ -42,6 +39,7 @@ class ServiceConfig:
     | CLOSEDLOOP_STREAM_REPLICAS | 1 |
     | CLOSEDLOOP_DUPLICATE_WINDOW_SECONDS | 600 |
     | CLOSEDLOOP_SECRET_KEY | generated once into <data dir>/secret.key |
+    | CLOSEDLOOP_<SERVICE>_ADDRESS | where a peer answers; 127.0.0.1 and its port |
     """
 
     service: str
@@ -53,10 +51,17 @@ class ServiceConfig:
     stream_replicas: int
     duplicate_window_seconds: float
     secret_key: bytes
+    peers: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def grpc_address(self) -> str:
         return f"{self.grpc_host}:{self.grpc_port}"
+
+    def peer_address(self, service: str) -> str:
+        """Where another service answers: CLOSEDLOOP_<SERVICE>_ADDRESS or its default."""
+        return self.peers.get(service) or (
+            f"{self.grpc_host}:{DEFAULT_GRPC_PORTS[service]}"
+        )
 
     @classmethod
     def from_env(
@@ -82,6 +87,11 @@ class ServiceConfig:
                 _int(env, "CLOSEDLOOP_DUPLICATE_WINDOW_SECONDS", 600)
             ),
             secret_key=_secret_key(env, data_dir),
+            peers={
+                name: env[f"CLOSEDLOOP_{name.upper()}_ADDRESS"]
+                for name in DEFAULT_GRPC_PORTS
+                if env.get(f"CLOSEDLOOP_{name.upper()}_ADDRESS")
+            },
         )
 
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from closedloop import bus
 from closedloop.bus.streams import StreamSettings, context_stream, provision_streams
+from closedloop.eventstore.personal import PersonalDataMapper
 from closedloop.eventstore.store import StoreLocation
 from closedloop.eventstore.unit_of_work import CommandExecutor
 from closedloop.grpckit.server import Registration, RunningServer, start_server
@@ -134,10 +135,13 @@ async def _connect_and_relay(
         except Exception as error:  # noqa: BLE001 - NATS may be away; keep trying
             log.warning("cannot provision streams yet: %s", error)
             await asyncio.sleep(1)
+    mapper = service.store.mapper
+    if isinstance(mapper, PersonalDataMapper):
+        mapper = mapper.for_wire()  # personal fields stay encrypted on the stream
     relay = Relay(
         name=f"{config.service}-relay",
         recorder=service.store.recorder,
-        mapper=service.store.mapper,
+        mapper=mapper,
         to_message=to_message,
         nc=nc,
         stream=context_stream(config.service),

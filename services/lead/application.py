@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.application import AggregateNotFoundError
 
 from closedloop.errors import NotFound
+from closedloop.identity import email_digest
+from closedloop.eventstore.personal import PersonalDataApplication
 from closedloop.eventstore.unit_of_work import CommandExecutor, UnitOfWork
 from closedloop.services.lead.domain import (
     EmailClaim,
@@ -33,13 +33,20 @@ if TYPE_CHECKING:
     from closedloop.eventstore.metadata import EventMeta
 
 
-class LeadStore(Application[uuid.UUID]):
+class LeadStore(PersonalDataApplication):
     """The lead context's event store and repository (eventsourcing)."""
 
     name = "Leads"
     env = {  # noqa: RUF012 - eventsourcing's own class-level setting
         "AGGREGATE_CACHE_MAXSIZE": "10000",
         "AGGREGATE_CACHE_FASTFORWARD": "y",
+    }
+    #: Personal data, encrypted with the lead's own key (crypto-shredding).
+    personal_data = {  # noqa: RUF012
+        Lead.Captured: ("email", "name"),
+        Lead.Qualified: ("reason",),
+        Lead.Disqualified: ("detail",),
+        Lead.Reopened: ("reason",),
     }
 
 
@@ -134,9 +141,7 @@ class Leads:
 
     def email_digest(self, email: str) -> str:
         """A keyed hash of the address, so the index never holds the address itself."""
-        return hmac.new(
-            self._secret_key, email.lower().encode(), hashlib.sha256
-        ).hexdigest()
+        return email_digest(self._secret_key, email)
 
     async def _run(self, fn: Callable[[UnitOfWork], Any], meta: EventMeta) -> Any:
         return await self.executor.execute(fn, meta)

@@ -65,6 +65,7 @@ class StoreLocation:
                 "PERSISTENCE_MODULE": "eventsourcing.sqlite",
                 "SQLITE_DBNAME": str(self.sqlite_path),
                 "SQLITE_LOCK_TIMEOUT": "30",
+                "SUBJECT_KEYS_URL": self.sqlalchemy_url(),
             }
         env = {
             "PERSISTENCE_MODULE": "eventsourcing.postgres",
@@ -80,6 +81,8 @@ class StoreLocation:
         }
         if self.pg_schema:
             env["POSTGRES_SCHEMA"] = self.pg_schema
+            env["SUBJECT_KEYS_SCHEMA"] = self.pg_schema
+        env["SUBJECT_KEYS_URL"] = self.sqlalchemy_url()
         return env
 
     def sqlalchemy_url(self) -> str:
