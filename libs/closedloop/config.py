@@ -39,7 +39,7 @@ class ServiceConfig:
     | CLOSEDLOOP_STREAM_REPLICAS | 1 |
     | CLOSEDLOOP_DUPLICATE_WINDOW_SECONDS | 600 |
     | CLOSEDLOOP_SECRET_KEY | generated once into <data dir>/secret.key |
-    | CLOSEDLOOP_<SERVICE>_ADDRESS | where a peer answers; 127.0.0.1 and its port |
+    | CLOSEDLOOP_<SERVICE>_ADDRESS | where a peer answers; default 127.0.0.1:port |
     """
 
     service: str
@@ -58,7 +58,7 @@ class ServiceConfig:
         return f"{self.grpc_host}:{self.grpc_port}"
 
     def peer_address(self, service: str) -> str:
-        """Where another service answers: CLOSEDLOOP_<SERVICE>_ADDRESS or its default."""
+        """Where a peer answers: CLOSEDLOOP_<SERVICE>_ADDRESS, else its default port."""
         return self.peers.get(service) or (
             f"{self.grpc_host}:{DEFAULT_GRPC_PORTS[service]}"
         )

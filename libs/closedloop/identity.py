@@ -12,4 +12,6 @@ def normalize_email(email: str) -> str:
 
 def email_digest(secret_key: bytes, email: str) -> str:
     """HMAC-SHA256 of the normalised address: equal in every service sharing the key."""
-    return hmac.new(secret_key, normalize_email(email).encode(), hashlib.sha256).hexdigest()
+    return hmac.new(
+        secret_key, normalize_email(email).encode(), hashlib.sha256
+    ).hexdigest()

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from closedloop import bus
+from closedloop.bus.consumer import ConsumerSpec, EventConsumer
 from closedloop.bus.streams import StreamSettings, context_stream, provision_streams
 from closedloop.eventstore.personal import PersonalDataMapper
 from closedloop.eventstore.store import StoreLocation
@@ -40,6 +41,7 @@ class Service:
     executor: CommandExecutor
     server: RunningServer
     relay: Relay | None = None
+    consumers: list[EventConsumer] = field(default_factory=list)
     nc: Client | None = None
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
@@ -79,8 +81,10 @@ async def start_service(
     to_message: Callable[[Any], Message | None],
     source: str,
     relay_settings: RelaySettings | None = None,
+    consumers: Callable[[], Sequence[ConsumerSpec]] = tuple,
 ) -> Service:
     location = StoreLocation.parse(config.store_url)
+    await asyncio.to_thread(location.ensure_schema)
     store = store_class(env=location.eventsourcing_env())
     relay_box: list[Relay] = []
 
@@ -96,7 +100,13 @@ async def start_service(
         service.tasks.append(
             asyncio.create_task(
                 _connect_and_relay(
-                    service, positions, relay_box, to_message, source, relay_settings
+                    service,
+                    positions,
+                    relay_box,
+                    to_message,
+                    source,
+                    relay_settings,
+                    consumers(),
                 ),
                 name="relay",
             )
@@ -111,6 +121,7 @@ async def _connect_and_relay(
     to_message: Callable[[Any], Message | None],
     source: str,
     relay_settings: RelaySettings | None,
+    consumer_specs: Sequence[ConsumerSpec],
 ) -> None:
     """Runs beside the gRPC server: commands succeed while NATS is still away."""
     config = service.config
@@ -151,6 +162,12 @@ async def _connect_and_relay(
     )
     relay_box.append(relay)
     service.relay = relay
+    for spec in consumer_specs:
+        consumer = EventConsumer(nc, spec)
+        service.consumers.append(consumer)
+        service.tasks.append(
+            asyncio.create_task(consumer.run(), name=spec.subscription.durable)
+        )
     await relay.run()
 
 

@@ -10,6 +10,7 @@ from closedloop.lead.v1 import lead_service_pb2_grpc
 from closedloop.service import Service, run_forever, start_service
 from closedloop.services.lead.api import SERVICE_NAME, LeadServicer
 from closedloop.services.lead.application import Leads, LeadStore
+from closedloop.services.lead.subscriptions import lead_subscriptions
 from closedloop.services.lead.wire import SOURCE, to_message
 
 if TYPE_CHECKING:
@@ -22,11 +23,14 @@ if TYPE_CHECKING:
 async def bootstrap(
     config: ServiceConfig, *, relay_settings: RelaySettings | None = None
 ) -> Service:
+    built: list[Leads] = []
+
     def registrations(
         store: Application[Any], executor: CommandExecutor
     ) -> list[Registration]:
         assert isinstance(store, LeadStore)  # noqa: S101
         leads = Leads(store, executor, secret_key=config.secret_key)
+        built.append(leads)
         return [
             Registration(
                 lead_service_pb2_grpc.add_LeadServiceServicer_to_server,
@@ -42,6 +46,7 @@ async def bootstrap(
         to_message=to_message,
         source=SOURCE,
         relay_settings=relay_settings,
+        consumers=lambda: lead_subscriptions(built[0]),
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -11,9 +12,9 @@ from typing import TYPE_CHECKING, Any
 from eventsourcing.application import AggregateNotFoundError
 
 from closedloop.errors import NotFound
-from closedloop.identity import email_digest
 from closedloop.eventstore.personal import PersonalDataApplication
 from closedloop.eventstore.unit_of_work import CommandExecutor, UnitOfWork
+from closedloop.identity import email_digest
 from closedloop.services.lead.domain import (
     EmailClaim,
     Lead,
@@ -206,7 +207,7 @@ class Leads:
             check_stitchable("anonymous_id", cmd.anonymous_id)
         digest = self.email_digest(cmd.email)
         claim = uow.get(email_claim_id(digest), EmailClaim)
-        if claim is not None:
+        if claim is not None and claim.lead_id is not None:
             lead = self._surviving_lead(uow, claim.lead_id)
             if cmd.anonymous_id:
                 lead.identify_visitor(cmd.anonymous_id, cmd.occurred_at)
@@ -219,9 +220,13 @@ class Leads:
             anonymous_id=cmd.anonymous_id,
             occurred_at=cmd.occurred_at,
             idempotency_key=cmd.idempotency_key,
+            email_digest=digest,
         )
         uow.add(lead)
-        uow.add(EmailClaim(digest, lead.id))
+        if claim is None:
+            uow.add(EmailClaim(digest, lead.id))
+        else:
+            claim.reassign(lead.id)  # the earlier owner of the address was erased
         if cmd.anonymous_id:
             lead.identify_visitor(cmd.anonymous_id, cmd.occurred_at)
         return lead, True
@@ -277,6 +282,87 @@ class Leads:
         result: Lead = await self._run(run, meta)
         return result
 
+    # -- what other contexts tell us ---------------------------------------------------
+
+    async def record_conversion(
+        self,
+        lead_id: uuid.UUID,
+        deal_id: uuid.UUID,
+        occurred_at: datetime,
+        meta: EventMeta,
+    ) -> bool:
+        """A deal was opened for the lead (DealOpened); idempotent per deal."""
+
+        def run(uow: UnitOfWork) -> bool:
+            lead = self._surviving_lead(uow, lead_id)
+            return lead.convert(deal_id, occurred_at)
+
+        converted: bool = await self._run(run, meta)
+        return converted
+
+    async def erase_subject(
+        self,
+        lead_id: uuid.UUID | None,
+        email_digest: str,
+        occurred_at: datetime,
+        meta: EventMeta,
+    ) -> list[uuid.UUID]:
+        """Shreds the person's data in this context (SubjectErased); idempotent.
+
+        Every lead of the person is erased: the one named, the one holding the
+        address, and all leads merged with them. The keys go first, so a crash in
+        between leaves the data unreadable; the tombstone events follow.
+        """
+        lead_ids = await self.executor.query(
+            lambda: self._person_leads(lead_id, email_digest)
+        )
+        if not lead_ids:
+            return []
+        await asyncio.to_thread(self.store.erase_subjects, lead_ids)
+
+        def run(uow: UnitOfWork) -> None:
+            for each in lead_ids:
+                lead = self._lead(uow, each, "lead_id")
+                lead.erase_personal_data(occurred_at)
+            if email_digest:
+                claim = uow.get(email_claim_id(email_digest), EmailClaim)
+                if claim is not None and claim.lead_id in lead_ids:
+                    claim.release()
+
+        await self._run(run, meta)
+        return lead_ids
+
+    def _person_leads(
+        self, lead_id: uuid.UUID | None, email_digest: str
+    ) -> list[uuid.UUID]:
+        start: list[uuid.UUID] = []
+        if lead_id is not None:
+            start.append(lead_id)
+        if email_digest:
+            try:
+                claim: EmailClaim = self.store.repository.get(
+                    email_claim_id(email_digest)
+                )
+            except AggregateNotFoundError:
+                pass
+            else:
+                if claim.lead_id is not None:
+                    start.append(claim.lead_id)
+        found: list[uuid.UUID] = []
+        while start:
+            current = start.pop()
+            if current in found:
+                continue
+            try:
+                lead = self.get_lead(current)
+            except NotFound:
+                continue
+            found.append(current)
+            start.extend(lead.merged_lead_ids)
+            if lead.merged_into is not None:
+                start.append(lead.merged_into)
+        return found
+
     # -- queries ----------------------------------------------------------------------
 
     def get_lead(self, lead_id: uuid.UUID) -> Lead:
@@ -295,6 +381,8 @@ class Leads:
             )
         except AggregateNotFoundError:
             raise NotFound("no lead has this email") from None
+        if claim.lead_id is None:
+            raise NotFound("no lead has this email")
         lead = self.get_lead(claim.lead_id)
         while lead.merged_into is not None:
             lead = self.get_lead(lead.merged_into)

@@ -203,6 +203,8 @@ class Lead(TouchpointOwner):
         Reopened: ClassVar[type[Any]]
         DuplicateMerged: ClassVar[type[Any]]
         MergedInto: ClassVar[type[Any]]
+        Converted: ClassVar[type[Any]]
+        PersonalDataErased: ClassVar[type[Any]]
 
     @event("Captured")
     def __init__(
@@ -214,8 +216,10 @@ class Lead(TouchpointOwner):
         anonymous_id: str,
         occurred_at: datetime,
         idempotency_key: str = "",
+        email_digest: str = "",
     ) -> None:
         self.email = email
+        self.email_digest = email_digest
         self.name = name
         self.company = company
         self.source_system = source_system
@@ -231,6 +235,8 @@ class Lead(TouchpointOwner):
         self.anonymous_ids: list[str] = []
         self.merged_lead_ids: list[uuid.UUID] = []
         self.merged_into: uuid.UUID | None = None
+        self.deal_ids: list[uuid.UUID] = []
+        self.erased = False
         self._init_touchpoints()
 
     def _lead_id_for_touchpoints(self) -> uuid.UUID | None:
@@ -373,6 +379,37 @@ class Lead(TouchpointOwner):
         self.stage = Stage.MERGED
         self.stage_changed_at = occurred_at
 
+    # -- conversion and erasure (learned from the deal and consent contexts) ----------
+
+    def convert(self, deal_id: uuid.UUID, occurred_at: datetime) -> bool:
+        """A deal was opened for this lead; False if this deal was known already."""
+        if deal_id in self.deal_ids:
+            return False
+        self._converted(deal_id=deal_id, occurred_at=occurred_at)
+        return True
+
+    @event("Converted")
+    def _converted(self, deal_id: uuid.UUID, occurred_at: datetime) -> None:
+        self.deal_ids.append(deal_id)
+        if self.stage in {Stage.LEAD, Stage.MQL, Stage.SAL, Stage.DISQUALIFIED}:
+            self.stage = Stage.OPPORTUNITY
+            self.stage_changed_at = occurred_at
+
+    def erase_personal_data(self, occurred_at: datetime) -> bool:
+        """Records that the person's data was shredded; False if it was already."""
+        if self.erased:
+            return False
+        self._personal_data_erased(occurred_at=occurred_at)
+        return True
+
+    @event("PersonalDataErased")
+    def _personal_data_erased(self, occurred_at: datetime) -> None:
+        self.erased = True
+        self.email = ""
+        self.name = ""
+        self.qualification_reason = ""
+        self.disqualification_detail = ""
+
 
 class EmailClaim(Aggregate):
     """Which lead owns an email address: keyed by a keyed hash, never by the address."""
@@ -380,6 +417,7 @@ class EmailClaim(Aggregate):
     if TYPE_CHECKING:
         Claimed: ClassVar[type[Any]]
         Reassigned: ClassVar[type[Any]]
+        Released: ClassVar[type[Any]]
 
     @staticmethod
     def create_id(email_digest: str, lead_id: uuid.UUID) -> uuid.UUID:  # noqa: ARG004
@@ -387,7 +425,16 @@ class EmailClaim(Aggregate):
 
     @event("Claimed")
     def __init__(self, email_digest: str, lead_id: uuid.UUID) -> None:
-        self.lead_id = lead_id
+        self.lead_id: uuid.UUID | None = lead_id
+
+    def release(self) -> None:
+        """The lead was erased: a later capture of this address starts a new lead."""
+        if self.lead_id is not None:
+            self._released()
+
+    @event("Released")
+    def _released(self) -> None:
+        self.lead_id = None
 
     def reassign(self, lead_id: uuid.UUID) -> None:
         if lead_id != self.lead_id:

@@ -73,13 +73,15 @@ def lead_message(lead: Lead) -> lead_service_pb2.Lead:
         created_at=timestamp(lead.created_at),
         stage_changed_at=timestamp(lead.stage_changed_at),
         version=lead.version,
+        deal_ids=[str(i) for i in lead.deal_ids],
+        erased=lead.erased,
     )
 
 
 # -- domain event -> message -----------------------------------------------------
 
 
-def to_message(event: Any) -> Message | None:  # noqa: C901, PLR0911 - one branch per event type
+def to_message(event: Any) -> Message | None:  # noqa: C901, PLR0911, PLR0912 - a branch per type
     """The published form of a stored event; None for the service's own bookkeeping."""
     lead_id = str(event.originator_id)
     if isinstance(event, Visitor.FirstSeen):
@@ -113,6 +115,7 @@ def to_message(event: Any) -> Message | None:  # noqa: C901, PLR0911 - one branc
             source_system=event.source_system,
             anonymous_id=event.anonymous_id,
             occurred_at=timestamp(event.occurred_at),
+            email_digest=event.email_digest,
         )
     if isinstance(event, Lead.VisitorIdentified):
         return events_pb2.VisitorIdentified(
@@ -168,6 +171,16 @@ def to_message(event: Any) -> Message | None:  # noqa: C901, PLR0911 - one branc
             surviving_lead_id=str(event.surviving_lead_id),
             occurred_at=timestamp(event.occurred_at),
         )
+    if isinstance(event, Lead.Converted):
+        return events_pb2.LeadConverted(
+            lead_id=lead_id,
+            deal_id=str(event.deal_id),
+            occurred_at=timestamp(event.occurred_at),
+        )
+    if isinstance(event, Lead.PersonalDataErased):
+        return events_pb2.LeadPersonalDataErased(
+            lead_id=lead_id, occurred_at=timestamp(event.occurred_at)
+        )
     if isinstance(event, EmailClaim.Event):
         return None
     msg = f"no wire mapping for {type(event).__qualname__}"
@@ -221,6 +234,7 @@ _FROM_MESSAGE: dict[
             "anonymous_id": m.anonymous_id,
             "occurred_at": to_datetime(m.occurred_at),
             "idempotency_key": "",
+            "email_digest": m.email_digest,
         },
     ),
     events_pb2.VisitorIdentified: (
@@ -274,6 +288,17 @@ _FROM_MESSAGE: dict[
             "actor": m.actor,
             "occurred_at": to_datetime(m.occurred_at),
         },
+    ),
+    events_pb2.LeadConverted: (
+        Lead.Converted,
+        lambda m: {
+            "deal_id": uuid.UUID(m.deal_id),
+            "occurred_at": to_datetime(m.occurred_at),
+        },
+    ),
+    events_pb2.LeadPersonalDataErased: (
+        Lead.PersonalDataErased,
+        lambda m: {"occurred_at": to_datetime(m.occurred_at)},
     ),
     events_pb2.LeadMergedInto: (
         Lead.MergedInto,

@@ -1,4 +1,4 @@
-"""Crypto-shredding: personal fields of stored events are encrypted with a key per subject.
+"""Crypto-shredding: personal fields of stored events are encrypted per subject.
 
 Each aggregate that holds personal data is a subject with its own AES-256-GCM key, kept
 in a table of the service's own database. Personal fields are encrypted when an event
@@ -27,7 +27,7 @@ from eventsourcing.persistence import Mapper, StoredEvent
 from sqlalchemy.pool import StaticPool
 
 #: Prefix of an encrypted field value; what is left after erasure is ERASED.
-TOKEN_PREFIX = "pii:v1:"
+TOKEN_PREFIX = "pii:v1:"  # noqa: S105 - a marker, not a secret
 ERASED = ""
 
 metadata = sa.MetaData()
@@ -82,7 +82,9 @@ class SubjectKeys:
             return None
         with self._lock, self._engine.begin() as conn:
             row = conn.execute(
-                sa.select(subject_keys.c.key).where(subject_keys.c.subject_id == subject_id)
+                sa.select(subject_keys.c.key).where(
+                    subject_keys.c.subject_id == subject_id
+                )
             ).first()
             if row is not None:
                 self._cache[subject_id] = bytes(row.key)
@@ -120,7 +122,9 @@ class SubjectKeys:
                     )
                 )
             }
-            conn.execute(subject_keys.delete().where(subject_keys.c.subject_id.in_(ids)))
+            conn.execute(
+                subject_keys.delete().where(subject_keys.c.subject_id.in_(ids))
+            )
             new = [i for i in ids if i not in already]
             if new:
                 now = time.time()
@@ -173,7 +177,11 @@ class PersonalDataCipher:
             return ERASED
         raw = base64.urlsafe_b64decode(value[len(TOKEN_PREFIX) :])
         try:
-            return AESGCM(key).decrypt(raw[:12], raw[12:], _aad(subject_id, field)).decode()
+            return (
+                AESGCM(key)
+                .decrypt(raw[:12], raw[12:], _aad(subject_id, field))
+                .decode()
+            )
         except InvalidTag:
             return ERASED
 
@@ -289,8 +297,6 @@ def _mapper_class(
 
     class BoundPersonalDataMapper(PersonalDataMapper):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(
-                *args, personal=personal, personal_cipher=cipher, **kwargs
-            )
+            super().__init__(*args, personal=personal, personal_cipher=cipher, **kwargs)
 
     return BoundPersonalDataMapper

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL
 
 from closedloop.config import ConfigError
 
@@ -48,7 +52,7 @@ class StoreLocation:
                 pg_user=unquote(parts.username or "postgres"),
                 pg_password=unquote(parts.password or ""),
                 pg_dbname=parts.path.lstrip("/") or "postgres",
-                pg_schema=query.get("schema", [""])[0],
+                pg_schema=_schema_name(url, query.get("schema", [""])[0]),
             )
         raise ConfigError(
             f"store URL {url!r}: use sqlite:///PATH, postgresql://... or memory://"
@@ -90,9 +94,29 @@ class StoreLocation:
         if self.kind == "sqlite":
             return f"sqlite:///{self.sqlite_path}"
         if self.kind == "postgres":
-            auth = self.pg_user + (f":{self.pg_password}" if self.pg_password else "")
-            return (
-                f"postgresql+psycopg://{auth}@{self.pg_host}:{self.pg_port}/"
-                f"{self.pg_dbname}"
-            )
+            return URL.create(
+                "postgresql+psycopg",
+                username=self.pg_user,
+                password=self.pg_password or None,
+                host=self.pg_host,
+                port=self.pg_port,
+                database=self.pg_dbname,
+            ).render_as_string(hide_password=False)
         return "sqlite://"
+
+    def ensure_schema(self) -> None:
+        """Creates the PostgreSQL schema named in the URL, if there is one."""
+        if self.kind != "postgres" or not self.pg_schema:
+            return
+        engine = sa.create_engine(self.sqlalchemy_url())
+        try:
+            with engine.begin() as conn:
+                conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{self.pg_schema}"'))
+        finally:
+            engine.dispose()
+
+
+def _schema_name(url: str, schema: str) -> str:
+    if schema and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,62}", schema):
+        raise ConfigError(f"store URL {url!r}: schema must be a plain SQL identifier")
+    return schema

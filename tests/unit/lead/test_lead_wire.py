@@ -36,6 +36,8 @@ MESSAGE_NAMES = {
     "Lead.Reopened": "LeadReopened",
     "Lead.DuplicateMerged": "LeadsMerged",
     "Lead.MergedInto": "LeadMergedInto",
+    "Lead.Converted": "LeadConverted",
+    "Lead.PersonalDataErased": "LeadPersonalDataErased",
 }
 
 NOT_PUBLISHED = {"idempotency_key"}
@@ -72,6 +74,7 @@ def lead_events() -> list[Any]:
         anonymous_id="ga-1.2.3",
         occurred_at=T0,
         idempotency_key="capture-1",
+        email_digest="ab" * 32,
     )
     lead.identify_visitor("ga-1.2.3", T0)
     lead.record_touchpoint(touchpoint("k2", "events", "webinar", 1))
@@ -93,17 +96,29 @@ def lead_events() -> list[Any]:
     )
     duplicate.disqualify(reason="duplicate", detail="", actor="", occurred_at=T0)
     lead.merge(duplicate, actor="ops", occurred_at=T0 + timedelta(days=2))
+    lead.convert(uuid.uuid4(), T0 + timedelta(days=3))
+    erased = Lead(
+        email="gone@example.com",
+        name="Gone",
+        company="",
+        source_system="",
+        anonymous_id="",
+        occurred_at=T0,
+    )
+    erased.erase_personal_data(T0 + timedelta(days=5))
 
     return [
         *visitor.collect_events(),
         *lead.collect_events(),
         *duplicate.collect_events(),
+        *erased.collect_events(),
     ]
 
 
 def claim_events() -> list[Any]:
     claim = EmailClaim("0f" * 32, uuid.uuid4())
     claim.reassign(uuid.uuid4())
+    claim.release()
     return claim.collect_events()
 
 
@@ -233,6 +248,7 @@ def test_email_claims_are_not_published() -> None:
     assert [type(e).__qualname__ for e in events] == [
         "EmailClaim.Claimed",
         "EmailClaim.Reassigned",
+        "EmailClaim.Released",
     ]
     for claim_event in events:
         assert wire.to_message(claim_event) is None
