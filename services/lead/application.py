@@ -231,41 +231,50 @@ class Leads:
             lead.identify_visitor(cmd.anonymous_id, cmd.occurred_at)
         return lead, True
 
-    async def qualify_lead(self, cmd: QualifyLead, meta: EventMeta) -> Lead:
+    async def _change_lead(
+        self, lead_id: uuid.UUID, change: Callable[[Lead], None], meta: EventMeta
+    ) -> Lead:
         def run(uow: UnitOfWork) -> Lead:
-            lead = self._lead(uow, cmd.lead_id, "lead_id")
-            lead.qualify(cmd.score, cmd.reason, cmd.actor, cmd.occurred_at)
+            lead = self._lead(uow, lead_id, "lead_id")
+            change(lead)
             return lead
 
         result: Lead = await self._run(run, meta)
         return result
+
+    async def qualify_lead(self, cmd: QualifyLead, meta: EventMeta) -> Lead:
+        return await self._change_lead(
+            cmd.lead_id,
+            lambda lead: lead.qualify(
+                cmd.score, cmd.reason, cmd.actor, cmd.occurred_at
+            ),
+            meta,
+        )
 
     async def accept_lead(self, cmd: AcceptLead, meta: EventMeta) -> Lead:
-        def run(uow: UnitOfWork) -> Lead:
-            lead = self._lead(uow, cmd.lead_id, "lead_id")
-            lead.accept(cmd.owner, cmd.skip_qualification, cmd.actor, cmd.occurred_at)
-            return lead
-
-        result: Lead = await self._run(run, meta)
-        return result
+        return await self._change_lead(
+            cmd.lead_id,
+            lambda lead: lead.accept(
+                cmd.owner, cmd.skip_qualification, cmd.actor, cmd.occurred_at
+            ),
+            meta,
+        )
 
     async def disqualify_lead(self, cmd: DisqualifyLead, meta: EventMeta) -> Lead:
-        def run(uow: UnitOfWork) -> Lead:
-            lead = self._lead(uow, cmd.lead_id, "lead_id")
-            lead.disqualify(cmd.reason, cmd.detail, cmd.actor, cmd.occurred_at)
-            return lead
-
-        result: Lead = await self._run(run, meta)
-        return result
+        return await self._change_lead(
+            cmd.lead_id,
+            lambda lead: lead.disqualify(
+                cmd.reason, cmd.detail, cmd.actor, cmd.occurred_at
+            ),
+            meta,
+        )
 
     async def reopen_lead(self, cmd: ReopenLead, meta: EventMeta) -> Lead:
-        def run(uow: UnitOfWork) -> Lead:
-            lead = self._lead(uow, cmd.lead_id, "lead_id")
-            lead.reopen(cmd.reason, cmd.actor, cmd.occurred_at)
-            return lead
-
-        result: Lead = await self._run(run, meta)
-        return result
+        return await self._change_lead(
+            cmd.lead_id,
+            lambda lead: lead.reopen(cmd.reason, cmd.actor, cmd.occurred_at),
+            meta,
+        )
 
     async def merge_leads(self, cmd: MergeLeads, meta: EventMeta) -> Lead:
         def run(uow: UnitOfWork) -> Lead:
