@@ -25,7 +25,11 @@ from closedloop.config import DEFAULT_NATS_URL, ServiceConfig
 from closedloop.natsserver import NatsServer
 
 #: The processes `make run` starts, in order: (name, module).
-SERVICES: tuple[tuple[str, str], ...] = (("lead", "closedloop.services.lead"),)
+SERVICES: tuple[tuple[str, str], ...] = (
+    ("lead", "closedloop.services.lead"),
+    ("deal", "closedloop.services.deal"),
+    ("consent", "closedloop.services.consent"),
+)
 
 
 def _say(text: str) -> None:

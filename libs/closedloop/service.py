@@ -21,7 +21,7 @@ from closedloop.relay import Relay, RelaySettings
 from closedloop.relay.positions import RelayPositions
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Awaitable, Callable, Sequence
 
     from eventsourcing.application import Application
     from google.protobuf.message import Message
@@ -42,6 +42,8 @@ class Service:
     server: RunningServer
     relay: Relay | None = None
     consumers: list[EventConsumer] = field(default_factory=list)
+    #: Closes what the service's adapters opened (clients of other services).
+    on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     nc: Client | None = None
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
@@ -49,6 +51,8 @@ class Service:
         """Stops taking calls, finishes those in flight, lets the relay catch up."""
         await self.server.stop(grace)
         await self.executor.close()
+        for close in self.on_stop:
+            await close()
         if self.relay is not None and self.nc is not None and self.nc.is_connected:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._drain_relay(), timeout=grace)
@@ -82,6 +86,7 @@ async def start_service(
     source: str,
     relay_settings: RelaySettings | None = None,
     consumers: Callable[[], Sequence[ConsumerSpec]] = tuple,
+    on_stop: Sequence[Callable[[], Awaitable[None]]] = (),
 ) -> Service:
     location = StoreLocation.parse(config.store_url)
     await asyncio.to_thread(location.ensure_schema)
@@ -94,7 +99,13 @@ async def start_service(
 
     executor = CommandExecutor(store, on_saved=wake_relay)
     server = await start_server(config.grpc_address, registrations(store, executor))
-    service = Service(config=config, store=store, executor=executor, server=server)
+    service = Service(
+        config=config,
+        store=store,
+        executor=executor,
+        server=server,
+        on_stop=list(on_stop),
+    )
     if location.kind != "memory":
         positions = RelayPositions(location.sqlalchemy_url(), schema=location.pg_schema)
         service.tasks.append(

@@ -5,9 +5,10 @@ from __future__ import annotations
 import uuid
 from typing import TYPE_CHECKING
 
-from closedloop.bus.consumer import ConsumerSpec, Subscription
+from closedloop.bus.consumer import ConsumerSpec, Subscription, caused_by
 from closedloop.bus.streams import context_stream
-from closedloop.eventstore.metadata import EventMeta
+from closedloop.consent.v1 import events_pb2 as consent_events
+from closedloop.deal.v1 import events_pb2 as deal_events
 from closedloop.protobuf import to_datetime
 
 if TYPE_CHECKING:
@@ -16,34 +17,26 @@ if TYPE_CHECKING:
     from closedloop.bus.cloudevents import Envelope
     from closedloop.services.lead.application import Leads
 
-DEAL_OPENED = "closedloop.deal.v1.DealOpened"
-SUBJECT_ERASED = "closedloop.consent.v1.SubjectErased"
-
-
-def caused_by(envelope: Envelope) -> EventMeta:
-    """The events we record in reaction keep the trace and name their cause."""
-    return EventMeta.new(
-        correlation_id=envelope.correlation_id,
-        causation_id=envelope.event_id,
-        traceparent=envelope.traceparent,
-    )
+DEAL_OPENED = deal_events.DealOpened.DESCRIPTOR.full_name
+SUBJECT_ERASED = consent_events.SubjectErased.DESCRIPTOR.full_name
 
 
 def lead_subscriptions(leads: Leads) -> list[ConsumerSpec]:
     async def on_deal_opened(message: Message, envelope: Envelope) -> None:
+        assert isinstance(message, deal_events.DealOpened)  # noqa: S101 - by subject
         await leads.record_conversion(
-            uuid.UUID(getattr(message, "lead_id")),  # noqa: B009 - any DealOpened version
-            uuid.UUID(getattr(message, "deal_id")),  # noqa: B009
-            to_datetime(getattr(message, "occurred_at")),  # noqa: B009
+            uuid.UUID(message.lead_id),
+            uuid.UUID(message.deal_id),
+            to_datetime(message.occurred_at),
             caused_by(envelope),
         )
 
     async def on_subject_erased(message: Message, envelope: Envelope) -> None:
-        raw_lead_id: str = getattr(message, "lead_id")  # noqa: B009
+        assert isinstance(message, consent_events.SubjectErased)  # noqa: S101
         await leads.erase_subject(
-            uuid.UUID(raw_lead_id) if raw_lead_id else None,
-            getattr(message, "email_digest"),  # noqa: B009
-            to_datetime(getattr(message, "occurred_at")),  # noqa: B009
+            uuid.UUID(message.lead_id) if message.lead_id else None,
+            message.email_digest,
+            to_datetime(message.occurred_at),
             caused_by(envelope),
         )
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -91,10 +93,18 @@ class Envelope:
 
 def decode_payload(event_type: str, payload: bytes) -> Message:
     """Decodes a payload by its ce-type, for any message compiled into this process."""
+    pool = descriptor_pool.Default()
     try:
-        descriptor = descriptor_pool.Default().FindMessageTypeByName(event_type)
-    except KeyError as error:
-        raise EnvelopeError(f"unknown event type {event_type!r}") from error
+        descriptor = pool.FindMessageTypeByName(event_type)
+    except KeyError:
+        # closedloop.<context>.v1.<Name> lives in closedloop.<context>.v1.events_pb2.
+        package = event_type.rpartition(".")[0]
+        with contextlib.suppress(ImportError):
+            importlib.import_module(f"{package}.events_pb2")
+        try:
+            descriptor = pool.FindMessageTypeByName(event_type)
+        except KeyError as error:
+            raise EnvelopeError(f"unknown event type {event_type!r}") from error
     message = message_factory.GetMessageClass(descriptor)()
     message.ParseFromString(payload)
     return message

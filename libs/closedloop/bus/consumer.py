@@ -20,6 +20,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from closedloop.bus.cloudevents import Envelope, EnvelopeError, decode_payload
 from closedloop.errors import ConcurrencyConflict, DomainError, Unavailable
+from closedloop.eventstore.metadata import EventMeta
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -29,6 +30,15 @@ if TYPE_CHECKING:
     from nats.aio.msg import Msg
 
 log = logging.getLogger(__name__)
+
+
+def caused_by(envelope: Envelope) -> EventMeta:
+    """Events recorded in reaction keep the trace and name the event that caused it."""
+    return EventMeta.new(
+        correlation_id=envelope.correlation_id,
+        causation_id=envelope.event_id,
+        traceparent=envelope.traceparent,
+    )
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""Attribution: the credit of conversions to the touchpoints of their journeys."""

@@ -1,0 +1,333 @@
+"""Every stored consent event to its closedloop.consent.v1 message and back."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from closedloop.bus.cloudevents import Envelope, decode_payload
+from closedloop.consent.v1 import events_pb2, types_pb2
+from closedloop.eventstore.metadata import META_ATTRIBUTE, EventMeta
+from closedloop.services.consent import wire
+from closedloop.services.consent.domain import (
+    EVERY_CHANNEL,
+    ChangeRequest,
+    ChannelPreferences,
+    Consent,
+    Evidence,
+)
+
+T0 = datetime(2024, 3, 1, 9, 30, 15, 123456, tzinfo=UTC)
+DIGEST = "c0ffee" * 10 + "beef"
+LEAD_ID = uuid.UUID("0d2f4a6c-8e1b-4d3f-a5c7-e9b1d3f5a7c9")
+
+#: Every event type the service publishes, with its message's name.
+MESSAGE_NAMES = {
+    "Consent.Granted": "ConsentGranted",
+    "Consent.Withdrawn": "ConsentWithdrawn",
+    "Consent.PreferencesChanged": "PreferencesChanged",
+    "Consent.SubjectErased": "SubjectErased",
+}
+
+NOT_PUBLISHED = {"idempotency_key"}
+
+
+def change(
+    purpose: str,
+    channel: str,
+    method: str,
+    *,
+    source_system: str = "web_form",
+    legal_basis: str = "consent",
+    email: str = "",
+    email_digest: str = "",
+    key: str = "",
+    days: int = 0,
+) -> ChangeRequest:
+    return ChangeRequest(
+        purpose=purpose,
+        channel=channel,
+        source_system=source_system,
+        method=method,
+        occurred_at=T0 + timedelta(days=days),
+        legal_basis=legal_basis,
+        evidence=Evidence(
+            notice_version="privacy-2024-02",
+            notice_hash="sha256:9f2c01",
+            capture_method="checkbox newsletter-footer",
+            request_origin="198.51.100.4 Firefox/125",
+            detail="ticket 4411",
+        ),
+        email=email,
+        email_digest=email_digest,
+        idempotency_key=key,
+    )
+
+
+def consent_events() -> list[Any]:
+    """Real events from the aggregate: every type, some in more than one shape."""
+    by_email = Consent.for_email(DIGEST)
+    by_email.grant(
+        change(
+            "newsletter",
+            "email",
+            "double_opt_in_requested",
+            email="ann@example.com",
+            email_digest=DIGEST,
+            key="form-1",
+        )
+    )
+    by_email.grant(
+        change(
+            "newsletter",
+            "email",
+            "double_opt_in_confirmed",
+            email="ann@example.com",
+            email_digest=DIGEST,
+            days=1,
+        )
+    )
+    by_email.set_preferences(
+        [
+            ChannelPreferences("email", ("product", "events"), "weekly"),
+            ChannelPreferences("sms", (), "never"),
+        ],
+        "preference_centre",
+        T0,
+        email="ann@example.com",
+        email_digest=DIGEST,
+        idempotency_key="prefs-1",
+    )
+    by_email.erase(T0 + timedelta(days=9))
+
+    lead = Consent.for_lead(LEAD_ID)
+    lead.grant(
+        change(
+            "sales_contact",
+            "phone",
+            "sales_rep",
+            source_system="call_centre",
+            legal_basis="legitimate_interest",
+            email="ann@example.com",
+            email_digest=DIGEST,
+        )
+    )
+    lead.withdraw(change("all", "email", "unsubscribe_link", days=2))
+    lead.withdraw(
+        change(
+            "direct_marketing_objection",
+            EVERY_CHANNEL,
+            "api",
+            source_system="api",
+            days=3,
+        )
+    )
+    lead.record_global_privacy_control(T0 + timedelta(days=4))
+    lead.set_preferences(
+        [ChannelPreferences("in_app", ("billing",), "immediate")], "api", T0
+    )
+    lead.erase(T0 + timedelta(days=5), email_digest=DIGEST)
+
+    return [*by_email.collect_events(), *lead.collect_events()]
+
+
+def envelope_for(event: Any, message: Message, **meta: str) -> Envelope:
+    return Envelope(
+        event_id=str(uuid.uuid4()),
+        event_type=message.DESCRIPTOR.full_name,
+        source=wire.SOURCE,
+        subject=str(event.originator_id),
+        time=event.timestamp,
+        sequence=event.originator_version,
+        **meta,
+    )
+
+
+def published_state(event: Any) -> dict[str, Any]:
+    return {k: v for k, v in vars(event).items() if k not in NOT_PUBLISHED}
+
+
+def round_trip(event: Any, **meta: str) -> Any:
+    """As a consumer sees it: payload bytes and headers, decoded by ce-type."""
+    message = wire.to_message(event)
+    assert message is not None
+    envelope = envelope_for(event, message, **meta)
+    received_envelope = Envelope.from_headers(envelope.headers())
+    assert received_envelope == envelope
+    received_message = decode_payload(
+        received_envelope.event_type, message.SerializeToString()
+    )
+    assert received_message == message
+    return wire.from_message(received_message, received_envelope)
+
+
+def test_the_scenario_produces_every_event_type() -> None:
+    assert {type(e).__qualname__ for e in consent_events()} == {
+        *MESSAGE_NAMES,
+        "Consent.Opened",
+    }
+
+
+@pytest.mark.parametrize("qualname", MESSAGE_NAMES)
+def test_event_round_trips_through_its_message(qualname: str) -> None:
+    events = [e for e in consent_events() if type(e).__qualname__ == qualname]
+    assert len(events) >= 2
+    for original in events:
+        rebuilt = round_trip(original)
+
+        assert type(rebuilt) is type(original)
+        assert META_ATTRIBUTE not in vars(original)
+        assert META_ATTRIBUTE not in vars(rebuilt)
+        assert published_state(rebuilt) == published_state(original)
+        assert rebuilt.originator_id == original.originator_id
+        assert rebuilt.originator_version == original.originator_version
+        assert rebuilt.timestamp == original.timestamp
+
+
+@pytest.mark.parametrize("qualname", MESSAGE_NAMES)
+def test_rebuilt_events_rebuild_the_same_record(qualname: str) -> None:
+    """A consumer replaying the messages folds the same history as the service."""
+    events = consent_events()
+    records: dict[uuid.UUID, Consent] = {}
+    rebuilt_records: dict[uuid.UUID, Consent] = {}
+    for original in events:
+        records[original.originator_id] = original.mutate(
+            records.get(original.originator_id)
+        )
+        rebuilt = (
+            round_trip(original)
+            if type(original).__qualname__ in MESSAGE_NAMES
+            else original
+        )
+        rebuilt_records[rebuilt.originator_id] = rebuilt.mutate(
+            rebuilt_records.get(rebuilt.originator_id)
+        )
+    for record_id, record in records.items():
+        again = rebuilt_records[record_id]
+        assert again.changes == record.changes
+        assert again.preference_changes == record.preference_changes
+        assert again.erasures == record.erasures
+
+
+@pytest.mark.parametrize("qualname", MESSAGE_NAMES)
+def test_event_meta_travels_in_the_envelope(qualname: str) -> None:
+    original = next(e for e in consent_events() if type(e).__qualname__ == qualname)
+    meta = EventMeta.new(correlation_id="corr-1", causation_id="cause-1")
+    meta.attach(original)
+
+    rebuilt = round_trip(original, **meta.as_dict())
+
+    assert EventMeta.of(rebuilt) == meta
+    assert published_state(rebuilt) == published_state(original)
+
+
+@pytest.mark.parametrize("qualname", MESSAGE_NAMES)
+def test_message_names_follow_events_proto(qualname: str) -> None:
+    original = next(e for e in consent_events() if type(e).__qualname__ == qualname)
+    message = wire.to_message(original)
+    assert message is not None
+    expected = f"closedloop.consent.v1.{MESSAGE_NAMES[qualname]}"
+    assert message.DESCRIPTOR.full_name == expected
+    assert message.DESCRIPTOR.file is events_pb2.DESCRIPTOR
+
+
+def test_every_message_of_events_proto_is_published() -> None:
+    assert set(events_pb2.DESCRIPTOR.message_types_by_name) == set(
+        MESSAGE_NAMES.values()
+    )
+
+
+def test_opening_a_record_is_not_published() -> None:
+    opened = [e for e in consent_events() if isinstance(e, Consent.Opened)]
+    assert len(opened) == 2
+    assert all(wire.to_message(e) is None for e in opened)
+
+
+def test_messages_carry_what_a_consumer_needs() -> None:
+    messages = [wire.to_message(e) for e in consent_events()]
+    granted = [m for m in messages if isinstance(m, events_pb2.ConsentGranted)]
+    withdrawn = [m for m in messages if isinstance(m, events_pb2.ConsentWithdrawn)]
+    erased = [m for m in messages if isinstance(m, events_pb2.SubjectErased)]
+    preferences = [m for m in messages if isinstance(m, events_pb2.PreferencesChanged)]
+
+    first = granted[0]
+    assert first.purpose == types_pb2.PURPOSE_NEWSLETTER
+    assert first.channel == types_pb2.CHANNEL_EMAIL
+    assert first.method == types_pb2.METHOD_DOUBLE_OPT_IN_REQUESTED
+    assert first.source_system == types_pb2.SOURCE_SYSTEM_WEB_FORM
+    assert first.legal_basis == types_pb2.LEGAL_BASIS_CONSENT
+    assert first.evidence.notice_version == "privacy-2024-02"
+    assert first.evidence.notice_hash == "sha256:9f2c01"
+    assert first.evidence.request_origin == "198.51.100.4 Firefox/125"
+    assert first.email_digest == DIGEST
+    assert first.lead_id == ""
+    assert first.occurred_at.ToDatetime(tzinfo=UTC) == T0
+    assert first.subject_aggregate_id == str(Consent.for_email(DIGEST).id)
+    uuid.UUID(first.change_id)
+    assert granted[2].lead_id == str(LEAD_ID)
+    assert granted[2].legal_basis == types_pb2.LEGAL_BASIS_LEGITIMATE_INTEREST
+
+    assert [(m.purpose, m.channel, m.method) for m in withdrawn] == [
+        (
+            types_pb2.PURPOSE_ALL,
+            types_pb2.CHANNEL_EMAIL,
+            types_pb2.METHOD_UNSUBSCRIBE_LINK,
+        ),
+        (
+            types_pb2.PURPOSE_DIRECT_MARKETING_OBJECTION,
+            types_pb2.CHANNEL_UNSPECIFIED,
+            types_pb2.METHOD_API,
+        ),
+        (
+            types_pb2.PURPOSE_THIRD_PARTY_SHARING,
+            types_pb2.CHANNEL_UNSPECIFIED,
+            types_pb2.METHOD_GPC,
+        ),
+        (
+            types_pb2.PURPOSE_PROFILING,
+            types_pb2.CHANNEL_UNSPECIFIED,
+            types_pb2.METHOD_GPC,
+        ),
+    ]
+    assert {m.source_system for m in withdrawn[2:]} == {types_pb2.SOURCE_SYSTEM_GPC}
+
+    assert [(m.lead_id, m.email_digest) for m in erased] == [
+        ("", DIGEST),
+        (str(LEAD_ID), DIGEST),
+    ]
+    assert set(erased[0].DESCRIPTOR.fields_by_name) == {
+        "subject_aggregate_id",
+        "lead_id",
+        "email_digest",
+        "occurred_at",
+    }
+
+    assert [p.lead_id for p in preferences] == ["", str(LEAD_ID)]
+    changed = preferences[0]
+    assert [(p.channel, list(p.topics), p.frequency) for p in changed.preferences] == [
+        (types_pb2.CHANNEL_EMAIL, ["product", "events"], types_pb2.FREQUENCY_WEEKLY),
+        (types_pb2.CHANNEL_SMS, [], types_pb2.FREQUENCY_NEVER),
+    ]
+
+
+def test_unknown_events_and_messages_are_refused() -> None:
+    class Stranger:
+        originator_id = uuid.uuid4()
+
+    with pytest.raises(TypeError):
+        wire.to_message(Stranger())
+    envelope = Envelope(
+        event_id="x",
+        event_type="closedloop.other.v1.Thing",
+        source="/closedloop/other",
+        subject=str(uuid.uuid4()),
+        time=T0,
+        sequence=1,
+    )
+    with pytest.raises(TypeError):
+        wire.from_message(Timestamp(), envelope)
