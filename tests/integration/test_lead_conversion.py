@@ -46,7 +46,9 @@ async def test_deal_opened_converts_the_lead(
     )
     lead_address = f"127.0.0.1:{lead.server.port}"
     deal = await deal_bootstrap(
-        ServiceConfig.from_env("deal", {**base, "CLOSEDLOOP_LEAD_ADDRESS": lead_address})
+        ServiceConfig.from_env(
+            "deal", {**base, "CLOSEDLOOP_LEAD_ADDRESS": lead_address}
+        )
     )
     try:
         async with (
@@ -59,7 +61,9 @@ async def test_deal_opened_converts_the_lead(
                 lead_pb.CaptureLeadRequest(email="cora@example.com", name="Cora")
             )
             lead_id = captured.lead.lead_id
-            await leads.QualifyLead(lead_pb.QualifyLeadRequest(lead_id=lead_id, score=9))
+            await leads.QualifyLead(
+                lead_pb.QualifyLeadRequest(lead_id=lead_id, score=9)
+            )
             opened = await deals.OpenDeal(
                 deal_pb.OpenDealRequest(
                     lead_id=lead_id,
