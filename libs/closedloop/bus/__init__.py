@@ -14,7 +14,11 @@ log = logging.getLogger(__name__)
 async def connect(url: str, *, name: str, **options: Any) -> Client:
     """A connection that keeps reconnecting forever: NATS may be away for a while."""
 
+    client: list[Client] = []
+
     async def disconnected() -> None:
+        if client and (client[0].is_closed or client[0].is_draining):
+            return  # we closed it ourselves
         log.warning("%s: disconnected from NATS", name)
 
     async def reconnected() -> None:
@@ -34,4 +38,6 @@ async def connect(url: str, *, name: str, **options: Any) -> Client:
         "allow_reconnect": True,
     }
     defaults.update(options)
-    return await nats.connect(url, **defaults)
+    nc = await nats.connect(url, **defaults)
+    client.append(nc)
+    return nc

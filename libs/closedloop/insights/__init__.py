@@ -1,0 +1,1 @@
+"""Generated protobuf code of the insights API (make protos)."""
