@@ -8,7 +8,7 @@ PROTO_FILES := $(shell find protos -name '*.proto' | sort)
 PROTO_STAMP := libs/closedloop/.protos-generated
 PYTEST_ARGS ?=
 
-.PHONY: install protos lint fmt typecheck test test-unit test-integration test-e2e run demo bench clean
+.PHONY: install protos lint fmt typecheck test test-unit test-integration test-e2e run demo stop bench clean
 
 install: $(STAMP)
 
@@ -57,10 +57,18 @@ run: protos
 	$(BIN)/python -m closedloop.devrun
 
 demo: protos
-	@echo "The simulated quarter is not built yet."; exit 2
+	$(BIN)/python -m closedloop.demo $(DEMO_ARGS)
+
+stop:
+	@if [ -f var/devrun.pid ] && kill -0 "$$(cat var/devrun.pid)" 2>/dev/null; then \
+		kill -TERM "$$(cat var/devrun.pid)"; \
+		while kill -0 "$$(cat var/devrun.pid)" 2>/dev/null; do sleep 0.2; done; \
+		echo "closedloop stopped."; \
+	else echo "closedloop is not running in the background."; fi
+	@rm -f var/devrun.pid
 
 bench: protos
-	@echo "The benchmark suite is not built yet."; exit 2
+	$(BIN)/python tests/bench/run_all.py
 
 clean:
 	rm -rf $(VENV) var build .pytest_cache .mypy_cache .ruff_cache $(PROTO_STAMP)

@@ -38,6 +38,7 @@ __all__ = [
     "Journey",
     "MarkovModel",
     "ShapleyModel",
+    "credit_with_weights",
     "markov",
     "shapley",
     "shapley_subset",
@@ -238,13 +239,20 @@ def _sparse_probability(chain_: _Chain, kept: Ints) -> float:
     return float(chain_.start[kept] @ x)
 
 
-def _credit(
+def credit_with_weights(
     spec: ModelSpec,
     channel_weights: Mapping[str, float],
     touches: Iterable[Touch],
     conversion: Conversion,
-    amount_minor: int | None,
+    amount_minor: int | None = None,
 ) -> Attribution:
+    """Credit one deal with trained channel weights, e.g. as stored after training.
+
+    Each weight is cut to 12 significant digits first, so last-bit differences
+    between linear-algebra libraries never move a minor unit; then the amount splits
+    as models.credit_by_channel does (linear, with `fallback`, when no channel of
+    the journey has a weight).
+    """
     stable = {
         c: Fraction(f"{max(w, 0.0):.{_WEIGHT_DIGITS}g}")
         for c, w in channel_weights.items()
@@ -284,7 +292,7 @@ class MarkovModel:
         Falls back to linear, and says so in `fallback`, when no channel of the
         journey has a removal effect. `amount_minor` works as in models.credit.
         """
-        return _credit(
+        return credit_with_weights(
             self.spec, self.removal_effect, touches, conversion, amount_minor
         )
 
@@ -356,7 +364,9 @@ class ShapleyModel:
         amount_minor: int | None = None,
     ) -> Attribution:
         """Credit one deal as MarkovModel.credit does, with phi as the weights."""
-        return _credit(self.spec, self.phi, touches, conversion, amount_minor)
+        return credit_with_weights(
+            self.spec, self.phi, touches, conversion, amount_minor
+        )
 
 
 def _coalitions(count: int) -> Bools:

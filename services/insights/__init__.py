@@ -1,1 +1,1 @@
-"""Read side of closedloop."""
+"""The insights service: answers questions on the read models over gRPC."""

@@ -1,1 +1,1 @@
-"""Read side of closedloop."""
+"""The projector: runs the installed projections against the event log."""

@@ -1,1 +1,1 @@
-"""Read side of closedloop."""
+"""The read models closedloop ships, each a Projection registered by entry point."""

@@ -1,0 +1,179 @@
+"""The AttributionService servicer: validate the request, run it, answer."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from functools import partial
+from typing import TYPE_CHECKING
+
+from closedloop.attribution.v1 import attribution_service_pb2 as pb
+from closedloop.attribution.v1 import attribution_service_pb2_grpc
+from closedloop.errors import InvalidArgument
+from closedloop.grpckit import request_meta
+from closedloop.grpckit import validation as check
+from closedloop.services.attribution.application import (
+    Attributions,
+    RecordSpend,
+    SpendFilter,
+    spend_totals,
+)
+from closedloop.services.attribution.domain import (
+    DATA_DRIVEN_MODELS,
+    check_channel,
+    check_model,
+    check_period,
+    check_spend_amount,
+)
+from closedloop.services.attribution.money import Money
+from closedloop.services.attribution.wire import (
+    channel_model_message,
+    deal_attribution_message,
+    money_message,
+    spend_message,
+    spend_messages,
+    totals_messages,
+)
+
+if TYPE_CHECKING:
+    import grpc
+    from google.protobuf.message import Message
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["AttributionService"].full_name
+
+
+class AttributionServicer(attribution_service_pb2_grpc.AttributionServiceServicer):
+    """Reads credits and trained models, trains on request, records spend.
+
+    Crediting itself is driven by the deal events, not by calls: this API reads
+    what was credited and published.
+    """
+
+    def __init__(self, attributions: Attributions) -> None:
+        self.attributions = attributions
+
+    async def GetDealAttribution(  # noqa: N802 - gRPC method names
+        self, request: pb.GetDealAttributionRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetDealAttributionResponse:
+        deal_id = _id("deal_id", request.deal_id)
+        model = check_model("model", request.model)
+        view = await self.attributions.executor.query(
+            partial(self.attributions.deal_attribution, deal_id, model)
+        )
+        return pb.GetDealAttributionResponse(attribution=deal_attribution_message(view))
+
+    async def CompareModels(  # noqa: N802
+        self, request: pb.CompareModelsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CompareModelsResponse:
+        deal_id = _id("deal_id", request.deal_id)
+        views = await self.attributions.executor.query(
+            partial(self.attributions.compare_models, deal_id)
+        )
+        return pb.CompareModelsResponse(
+            deal_id=str(deal_id),
+            revenue=money_message(views[0].revenue),
+            attributions=[deal_attribution_message(v) for v in views],
+        )
+
+    async def GetChannelModel(  # noqa: N802
+        self, request: pb.GetChannelModelRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetChannelModelResponse:
+        model = check_model("model", request.model, DATA_DRIVEN_MODELS)
+        trained = await self.attributions.executor.query(
+            partial(self.attributions.channel_model, model)
+        )
+        return pb.GetChannelModelResponse(channel_model=channel_model_message(trained))
+
+    async def TrainModel(  # noqa: N802
+        self, request: pb.TrainModelRequest, context: grpc.aio.ServicerContext
+    ) -> pb.TrainModelResponse:
+        models = (
+            (check_model("model", request.model, DATA_DRIVEN_MODELS),)
+            if request.model.strip()
+            else DATA_DRIVEN_MODELS
+        )
+        results = await self.attributions.train(models)
+        return pb.TrainModelResponse(
+            channel_models=[channel_model_message(r) for r in results]
+        )
+
+    async def RecordSpend(  # noqa: N802
+        self, request: pb.RecordSpendRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RecordSpendResponse:
+        channel = check_channel("channel", request.channel)
+        campaign = check.text("campaign", request.campaign)
+        amount = check_spend_amount("amount", _money(request, "amount"))
+        period_start = _time(request, "period_start", required=True)
+        period_end = _time(request, "period_end", required=True)
+        assert period_start is not None  # noqa: S101 - required=True
+        assert period_end is not None  # noqa: S101
+        check_period(period_start, period_end)
+        cmd = RecordSpend(
+            channel=channel,
+            campaign=campaign,
+            amount=amount,
+            period_start=period_start,
+            period_end=period_end,
+            occurred_at=check.occurred_at(
+                "occurred_at", request.occurred_at, request.HasField("occurred_at")
+            ),
+            idempotency_key=check.text(
+                "idempotency_key", request.idempotency_key, max_length=check.MAX_KEY
+            ),
+        )
+        spend, created = await self.attributions.record_spend(
+            cmd, request_meta(context)
+        )
+        return pb.RecordSpendResponse(spend=spend_message(spend), created=created)
+
+    async def ListSpend(  # noqa: N802
+        self, request: pb.ListSpendRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListSpendResponse:
+        channel = (
+            check_channel("channel", request.channel) if request.channel.strip() else ""
+        )
+        start = _time(request, "period_start")
+        end = _time(request, "period_end")
+        if start is not None and end is not None:
+            check_period(start, end)
+        spend_filter = SpendFilter(
+            channel=channel,
+            campaign=check.text("campaign", request.campaign),
+            start=start,
+            end=end,
+        )
+        spends = await self.attributions.executor.query(
+            partial(self.attributions.list_spend, spend_filter)
+        )
+        return pb.ListSpendResponse(
+            spends=spend_messages(spends), totals=totals_messages(spend_totals(spends))
+        )
+
+
+def _id(field: str, value: str) -> uuid.UUID:
+    found = check.identifier(field, value)
+    assert found is not None  # noqa: S101 - required=True guarantees it
+    return found
+
+
+def _money(request: Message, field: str) -> Money:
+    """The request's Money field; a required field left unset is INVALID_ARGUMENT."""
+    if not request.HasField(field):
+        raise InvalidArgument(field, "is required")
+    value = getattr(request, field)
+    return Money(value.minor_units, value.currency)
+
+
+def _time(request: Message, field: str, *, required: bool = False) -> datetime | None:
+    """A period bound: any valid time from 1990 on (a period may lie ahead)."""
+    if not request.HasField(field):
+        if required:
+            raise InvalidArgument(field, "is required")
+        return None
+    try:
+        when: datetime = getattr(request, field).ToDatetime(tzinfo=UTC)
+    except (ValueError, OverflowError):
+        raise InvalidArgument(field, "is not a valid timestamp") from None
+    if when < check.EARLIEST:
+        raise InvalidArgument(field, "lies before 1990")
+    return when

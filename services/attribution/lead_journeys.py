@@ -1,0 +1,154 @@
+"""The lead context as attribution sees it: a lead's creation time and its journey."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import grpc
+
+from closedloop.errors import Unavailable
+from closedloop.grpckit import CORRELATION_ID_KEY, TRACEPARENT_KEY
+from closedloop.lead.v1 import lead_service_pb2 as lead_pb
+from closedloop.lead.v1 import lead_service_pb2_grpc, types_pb2
+from closedloop.protobuf import enum_name, to_datetime
+from closedloop.services.attribution.models import Touch
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from closedloop.eventstore.metadata import EventMeta
+
+log = logging.getLogger(__name__)
+
+#: How long one call to the lead service may take before the event is redelivered.
+LEAD_DEADLINE_SECONDS = 5.0
+#: The channel of a touch recorded without one the lead context knows.
+UNASSIGNED = "unassigned"
+
+_CHANNEL_OPTIONS = (
+    ("grpc.initial_reconnect_backoff_ms", 250),
+    ("grpc.max_reconnect_backoff_ms", 2000),
+)
+
+
+@dataclass(frozen=True)
+class LeadJourney:
+    """A lead's creation (business) time and its touches in journey order.
+
+    The touches are the person's: the lead's own, its visitors' (before and after
+    identification) and those of every lead merged into it.
+    """
+
+    lead_id: uuid.UUID
+    created_at: datetime
+    touches: tuple[Touch, ...]
+
+
+class LeadJourneys:
+    """Port to the lead context; tests subclass it with a fake of `journey`."""
+
+    async def journey(
+        self, lead_id: uuid.UUID, meta: EventMeta | None = None
+    ) -> LeadJourney | None:
+        """The lead's journey, None if the lead context knows no such lead.
+
+        Raises `Unavailable` when the lead context gave no answer in time, so the
+        event that asked is delivered again later.
+        """
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        """Releases what the port holds; a fake holds nothing."""
+
+
+def touch_from_message(message: types_pb2.Touchpoint, order: int) -> Touch:
+    channel = enum_name(types_pb2.Channel, "CHANNEL_", message.channel)
+    return Touch(
+        touchpoint_id=message.touchpoint_id,
+        channel=channel or UNASSIGNED,
+        campaign=message.campaign or None,
+        occurred_at=to_datetime(message.occurred_at),
+        recorded_order=order,
+    )
+
+
+class GrpcLeadJourneys(LeadJourneys):
+    """Asks `closedloop.lead.v1.LeadService` for GetLead, then GetJourney."""
+
+    def __init__(
+        self, address: str, *, deadline: float = LEAD_DEADLINE_SECONDS
+    ) -> None:
+        self.address = address
+        self.deadline = deadline
+        self._channel: grpc.aio.Channel | None = None
+
+    def _stub(self) -> lead_service_pb2_grpc.LeadServiceStub:
+        if self._channel is None:
+            self._channel = grpc.aio.insecure_channel(
+                self.address, options=_CHANNEL_OPTIONS
+            )
+        return lead_service_pb2_grpc.LeadServiceStub(self._channel)
+
+    async def journey(
+        self, lead_id: uuid.UUID, meta: EventMeta | None = None
+    ) -> LeadJourney | None:
+        metadata = (
+            ()
+            if meta is None
+            else (
+                (CORRELATION_ID_KEY, meta.correlation_id),
+                (TRACEPARENT_KEY, meta.traceparent),
+            )
+        )
+        stub = self._stub()
+        try:
+            # The gRPC deadlines bound each call; the outer timeout is a backstop for
+            # anything before they start (name resolution, a stuck channel).
+            async with asyncio.timeout(2 * self.deadline + 0.5):
+                lead = await stub.GetLead(
+                    lead_pb.GetLeadRequest(lead_id=str(lead_id)),
+                    timeout=self.deadline,
+                    metadata=metadata,
+                )
+                journey = await stub.GetJourney(
+                    lead_pb.GetJourneyRequest(lead_id=str(lead_id)),
+                    timeout=self.deadline,
+                    metadata=metadata,
+                )
+        except grpc.aio.AioRpcError as error:
+            if error.code() == grpc.StatusCode.NOT_FOUND:
+                return None
+            log.warning(
+                "lead service at %s: journey of %s failed: %s %s",
+                self.address,
+                lead_id,
+                error.code(),
+                error.details(),
+            )
+            raise Unavailable(
+                "the lead service did not give the lead's journey; retry"
+            ) from None
+        except TimeoutError:
+            log.warning(
+                "lead service at %s: journey of %s timed out", self.address, lead_id
+            )
+            raise Unavailable(
+                "the lead service did not give the lead's journey in time; retry"
+            ) from None
+        return LeadJourney(
+            lead_id=lead_id,
+            created_at=to_datetime(lead.lead.created_at),
+            touches=tuple(
+                touch_from_message(tp, order)
+                for order, tp in enumerate(journey.touchpoints)
+            ),
+        )
+
+    async def close(self) -> None:
+        if self._channel is not None:
+            channel, self._channel = self._channel, None
+            await channel.close()

@@ -1,0 +1,178 @@
+"""closedloop.insights.v1.InsightsService: questions answered from the read models."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from closedloop.errors import InvalidArgument
+from closedloop.identity import email_digest
+from closedloop.insights.v1 import insights_service_pb2 as pb
+from closedloop.insights.v1 import insights_service_pb2_grpc
+from closedloop.projections.store import ACTIVE, BUILDING, RETIRED
+from closedloop.projections.times import datetime_of
+from closedloop.protobuf import timestamp
+from closedloop.services.insights import queries
+from closedloop.services.projector.projections.consent_status import ConsentStatus
+from closedloop.services.projector.projections.customer_journey import CustomerJourney
+from closedloop.services.projector.projections.customer_value import CustomerValue
+from closedloop.services.projector.projections.funnel_by_channel import FunnelByChannel
+from closedloop.services.projector.projections.revenue_by_channel import (
+    RevenueByChannel,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    import grpc
+
+    from closedloop.projections.base import Projection
+    from closedloop.services.insights.readmodels import ReadModels
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["InsightsService"].full_name
+
+_STATES = {
+    ACTIVE: pb.PROJECTION_STATE_ACTIVE,
+    BUILDING: pb.PROJECTION_STATE_BUILDING,
+    RETIRED: pb.PROJECTION_STATE_RETIRED,
+}
+
+
+def _lead_id(value: str, field: str) -> str:
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise InvalidArgument(field, "is not a UUID") from None
+
+
+def _email(value: str, field: str = "email") -> str:
+    if "@" not in value or len(value) > 254 or any(c.isspace() for c in value.strip()):
+        raise InvalidArgument(field, "is not a valid email address")
+    return value
+
+
+class InsightsServicer(insights_service_pb2_grpc.InsightsServiceServicer):
+    """Reads only the read models: every answer is as fresh as its projection.
+
+    Queries run in a thread, so the event loop never waits on the database.
+    """
+
+    def __init__(
+        self,
+        models: ReadModels,
+        *,
+        secret_key: bytes,
+        installed: dict[str, type[Projection]] | None = None,
+        log_head: Callable[[], Awaitable[int]] | None = None,
+    ) -> None:
+        self.models = models
+        self.secret_key = secret_key
+        self.installed = installed or {}
+        self.log_head = log_head
+
+    async def _query(
+        self, projection: type[Projection], query: Callable[..., Any], **kwargs: Any
+    ) -> Any:
+        def run() -> Any:
+            with self.models.open(projection) as (conn, tables):
+                return query(conn, tables, **kwargs)
+
+        return await asyncio.to_thread(run)
+
+    async def GetCustomerJourney(  # noqa: N802 - gRPC method name
+        self, request: pb.GetCustomerJourneyRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetCustomerJourneyResponse:
+        which = request.WhichOneof("person")
+        if which == "lead_id":
+            return await self._query(  # type: ignore[no-any-return]
+                CustomerJourney,
+                queries.customer_journey_of,
+                lead_id=_lead_id(request.lead_id, "lead_id"),
+            )
+        if which == "email":
+            return await self._query(  # type: ignore[no-any-return]
+                CustomerJourney,
+                queries.customer_journey_of,
+                email_digest=email_digest(self.secret_key, _email(request.email)),
+            )
+        raise InvalidArgument("lead_id", "name the person by lead_id or email")
+
+    async def GetRevenueByChannel(  # noqa: N802
+        self, request: pb.GetRevenueByChannelRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetRevenueByChannelResponse:
+        return await self._query(  # type: ignore[no-any-return]
+            RevenueByChannel, queries.revenue_by_channel_of, request=request
+        )
+
+    async def GetFunnel(  # noqa: N802
+        self, request: pb.GetFunnelRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetFunnelResponse:
+        return await self._query(FunnelByChannel, queries.funnel_of, request=request)  # type: ignore[no-any-return]
+
+    async def GetConsentStatus(  # noqa: N802
+        self, request: pb.GetConsentStatusRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetConsentStatusResponse:
+        which = request.WhichOneof("subject")
+        kwargs: dict[str, Any] = {"include_history": request.include_history}
+        if which == "lead_id":
+            kwargs["lead_id"] = _lead_id(request.lead_id, "lead_id")
+        elif which == "email":
+            kwargs["email_digest"] = email_digest(
+                self.secret_key, _email(request.email)
+            )
+        return await self._query(ConsentStatus, queries.consent_status_of, **kwargs)  # type: ignore[no-any-return]
+
+    async def GetCustomerValue(  # noqa: N802
+        self, request: pb.GetCustomerValueRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetCustomerValueResponse:
+        if request.limit < 0:
+            raise InvalidArgument("limit", "must not be negative")
+        return await self._query(
+            CustomerValue, queries.customer_value_of, request=request
+        )  # type: ignore[no-any-return]
+
+    async def ListProjections(  # noqa: N802
+        self, request: pb.ListProjectionsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListProjectionsResponse:
+        head = -1
+        if self.log_head is not None:
+            try:
+                head = await asyncio.wait_for(self.log_head(), 2.0)
+            except Exception:  # noqa: BLE001 - the log may be away; the rest still answers
+                head = -1
+        generations = await asyncio.to_thread(self.models.store.generations)
+        response = pb.ListProjectionsResponse(log_position=head)
+        listed: set[str] = set()
+        for g in generations:
+            if g.state == RETIRED:
+                continue
+            listed.add(g.name)
+            installed = self.installed.get(g.name)
+            response.projections.append(
+                pb.ProjectionInfo(
+                    name=g.name,
+                    version=g.version,
+                    generation=g.key.generation,
+                    state=_STATES.get(g.state, pb.PROJECTION_STATE_UNSPECIFIED),
+                    position=g.position,
+                    lag=max(head - g.position, 0) if head >= 0 else -1,
+                    parked=g.parked,
+                    events_applied=g.events_applied,
+                    updated_at=timestamp(datetime_of(int(g.updated_at * 1_000_000))),
+                    installed_version=installed.version if installed else 0,
+                    last_error=g.last_error,
+                )
+            )
+        for name, cls in sorted(self.installed.items()):
+            if name not in listed:
+                response.projections.append(
+                    pb.ProjectionInfo(
+                        name=name,
+                        version=cls.version,
+                        state=pb.PROJECTION_STATE_NOT_ADDED,
+                        lag=head if head >= 0 else -1,
+                        installed_version=cls.version,
+                    )
+                )
+        return response

@@ -1,0 +1,363 @@
+"""consent_status: what each subject allows now, per purpose and channel, and why."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from closedloop.consent.v1 import events_pb2 as consent_events
+from closedloop.consent.v1 import types_pb2 as consent_types
+from closedloop.lead.v1 import events_pb2 as lead_events
+from closedloop.projections import ApplyContext, Event, Projection, ProjectionError
+from closedloop.projections.times import micros, micros_of
+from closedloop.protobuf import enum_name
+from closedloop.services.projector.projections.customer_journey import preferences_text
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+
+VERSION = 1
+
+GRANTED = "granted"
+WITHDRAWN = "withdrawn"
+ERASED = "erased"
+PREFERENCES = "preferences"
+
+OPTED_IN = "opted_in"
+OPTED_OUT = "opted_out"
+NOT_OPTED = "not_opted"
+PENDING = "pending_confirmation"
+
+#: Scopes a withdrawal may name instead of one purpose (consent/v1/types.proto).
+ALL = "all"
+DIRECT_MARKETING_OBJECTION = "direct_marketing_objection"
+#: The purposes an objection to direct marketing covers: all but research.
+MARKETING_PURPOSES = frozenset(
+    {
+        "marketing_email",
+        "newsletter",
+        "sales_contact",
+        "product_updates",
+        "event_invitations",
+        "profiling",
+        "third_party_sharing",
+    }
+)
+DOUBLE_OPT_IN_REQUESTED = "double_opt_in_requested"
+#: The channel of a change that names none: every channel.
+EVERY_CHANNEL = ""
+
+metadata = sa.MetaData()
+
+#: The audit trail: every change of every subject, without its personal fields.
+changes = sa.Table(
+    f"consent_status_changes_v{VERSION}",
+    metadata,
+    sa.Column("entry_id", sa.String(80), primary_key=True),
+    sa.Column("subject_aggregate_id", sa.String(64), nullable=False),
+    sa.Column("change_id", sa.String(64), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("lead_id", sa.String(64), nullable=False),
+    sa.Column("email_digest", sa.String(128), nullable=False),
+    sa.Column("purpose", sa.String(40), nullable=False),
+    sa.Column("channel", sa.String(16), nullable=False),
+    sa.Column("legal_basis", sa.String(32), nullable=False),
+    sa.Column("source_system", sa.String(32), nullable=False),
+    sa.Column("method", sa.String(40), nullable=False),
+    sa.Column("notice_version", sa.String(200), nullable=False),
+    sa.Column("notice_hash", sa.String(200), nullable=False),
+    sa.Column("capture_method", sa.String(200), nullable=False),
+    sa.Column("preferences", sa.Text, nullable=False),
+    sa.Column("occurred_at_us", sa.BigInteger, nullable=False),
+    sa.Column("recorded_at_us", sa.BigInteger, nullable=False),
+    sa.Column("sequence", sa.BigInteger, nullable=False),
+    sa.Index(f"ix_consent_status_changes_subject_v{VERSION}", "subject_aggregate_id"),
+)
+
+subjects = sa.Table(
+    f"consent_status_subjects_v{VERSION}",
+    metadata,
+    sa.Column("subject_aggregate_id", sa.String(64), primary_key=True),
+    sa.Column("lead_id", sa.String(64), nullable=False),
+    # An email subject's own digest ("" for a lead subject).
+    sa.Column("email_digest", sa.String(128), nullable=False),
+    sa.Column("erased_at_us", sa.BigInteger, nullable=True),
+    sa.Index(f"ix_consent_status_subjects_lead_v{VERSION}", "lead_id"),
+    sa.Index(f"ix_consent_status_subjects_digest_v{VERSION}", "email_digest"),
+)
+
+#: The read model proper: the current state per subject, purpose and channel.
+states = sa.Table(
+    f"consent_status_v{VERSION}",
+    metadata,
+    sa.Column("subject_aggregate_id", sa.String(64), primary_key=True),
+    sa.Column("purpose", sa.String(40), primary_key=True),
+    sa.Column("channel", sa.String(16), primary_key=True),
+    sa.Column("state", sa.String(24), nullable=False),
+    sa.Column("decided_by", sa.String(64), nullable=False),
+    sa.Column("decided_at_us", sa.BigInteger, nullable=True),
+    sa.Index(f"ix_consent_status_purpose_v{VERSION}", "purpose", "channel", "state"),
+)
+
+#: Which email digest a lead was captured with, to join a lead to its address's
+#: consent record (the consent service keeps one record per lead and per address).
+lead_digests = sa.Table(
+    f"consent_status_leads_v{VERSION}",
+    metadata,
+    sa.Column("lead_id", sa.String(64), primary_key=True),
+    sa.Column("email_digest", sa.String(128), primary_key=True),
+    sa.Index(f"ix_consent_status_leads_digest_v{VERSION}", "email_digest"),
+)
+
+
+@dataclass(frozen=True)
+class Change:
+    change_id: str
+    kind: str
+    purpose: str
+    channel: str
+    method: str
+    occurred_at_us: int
+    recorded_at_us: int
+    sequence: int
+
+    @property
+    def order(self) -> tuple[int, int, int, str]:
+        """Business time, then recording order, as the consent service folds."""
+        return (self.occurred_at_us, self.recorded_at_us, self.sequence, self.change_id)
+
+    def covers(self, purpose: str, channel: str) -> bool:
+        if self.kind == ERASED:
+            return True
+        if self.kind not in {GRANTED, WITHDRAWN}:
+            return False
+        if self.channel not in {EVERY_CHANNEL, channel}:
+            return False
+        return self.purpose in {purpose, ALL} or (
+            self.purpose == DIRECT_MARKETING_OBJECTION and purpose in MARKETING_PURPOSES
+        )
+
+
+@dataclass(frozen=True)
+class Decision:
+    purpose: str
+    channel: str
+    state: str
+    decided_by: Change | None
+
+
+def decide(history: Iterable[Change], purpose: str, channel: str) -> Decision:
+    """The latest change covering the pair decides (DOMAIN.md section 5).
+
+    In business-time order, ties in recording order: a grant opts in, a double
+    opt-in request makes the pair pending unless it is opted in already, a
+    withdrawal or an erasure opts out; nothing at all is "never asked".
+    """
+    state, deciding = NOT_OPTED, None
+    for change in sorted(
+        (c for c in history if c.covers(purpose, channel)), key=lambda c: c.order
+    ):
+        if change.kind != GRANTED:
+            state, deciding = OPTED_OUT, change
+        elif change.method != DOUBLE_OPT_IN_REQUESTED:
+            state, deciding = OPTED_IN, change
+        elif state != OPTED_IN:
+            state, deciding = PENDING, change
+    return Decision(purpose, channel, state, deciding)
+
+
+def pairs_of(history: Iterable[Change]) -> list[tuple[str, str]]:
+    """The pairs a subject's history names: each grant's and each withdrawal's
+    (scopes included, as their own rows), and "all on every channel" once erased.
+    """
+    found: set[tuple[str, str]] = set()
+    for change in history:
+        if change.kind in {GRANTED, WITHDRAWN}:
+            found.add((change.purpose, change.channel))
+        elif change.kind == ERASED:
+            found.add((ALL, EVERY_CHANNEL))
+    return sorted(found)
+
+
+def decisions(history: Sequence[Change]) -> list[Decision]:
+    return [decide(history, purpose, channel) for purpose, channel in pairs_of(history)]
+
+
+def change_of(row: Any) -> Change:
+    return Change(
+        change_id=row.change_id,
+        kind=row.kind,
+        purpose=row.purpose,
+        channel=row.channel,
+        method=row.method,
+        occurred_at_us=int(row.occurred_at_us),
+        recorded_at_us=int(row.recorded_at_us),
+        sequence=int(row.sequence),
+    )
+
+
+def _name(enum: Any, prefix: str, number: int) -> str:
+    return enum_name(enum, prefix, number)
+
+
+class ConsentStatus(Projection):
+    """Current consent per subject, purpose and channel, with the audit trail.
+
+    The audit trail keeps every change as the consent service published it, minus
+    the personal fields (email, request origin, free text), which stay encrypted on
+    the stream. The state of each pair is folded from the trail after every batch,
+    by business time with ties in recording order, so it does not depend on when a
+    change arrived: an imported change from last year lands in its place.
+    """
+
+    name = "consent_status"
+    version = VERSION
+    description = "current consent per subject, purpose and channel; audit trail"
+    handles = (
+        consent_events.ConsentGranted,
+        consent_events.ConsentWithdrawn,
+        consent_events.PreferencesChanged,
+        consent_events.SubjectErased,
+        lead_events.LeadCaptured,
+    )
+    tables = (changes, subjects, states, lead_digests)
+
+    def apply(self, batch: Sequence[Event], ctx: ApplyContext) -> None:
+        rows: list[dict[str, Any]] = []
+        dirty: set[str] = set()
+        for event in batch:
+            m = event.message
+            if isinstance(m, lead_events.LeadCaptured):
+                if m.lead_id and m.email_digest:
+                    ctx.insert_missing(
+                        lead_digests,
+                        [{"lead_id": m.lead_id, "email_digest": m.email_digest}],
+                    )
+                continue
+            row = change_row(event)
+            rows.append(row)
+            dirty.add(row["subject_aggregate_id"])
+            lead_id = row["lead_id"]
+            self._subject(ctx, row, lead_id)
+        ctx.insert_missing(changes, rows)
+        for subject in sorted(dirty):
+            refresh(ctx, subject)
+
+    @staticmethod
+    def _subject(ctx: ApplyContext, row: dict[str, Any], lead_id: str) -> None:
+        erased = row["occurred_at_us"] if row["kind"] == ERASED else None
+        table = ctx.table(subjects)
+        statement = ctx.insert(subjects).values(
+            subject_aggregate_id=row["subject_aggregate_id"],
+            lead_id=lead_id,
+            email_digest="" if lead_id else row["email_digest"],
+            erased_at_us=erased,
+        )
+        earlier = sa.or_(
+            table.c.erased_at_us.is_(None),
+            statement.excluded.erased_at_us < table.c.erased_at_us,
+        )
+        ctx.conn.execute(
+            statement.on_conflict_do_update(
+                index_elements=["subject_aggregate_id"],
+                set_={
+                    "erased_at_us": sa.case(
+                        (
+                            sa.and_(
+                                statement.excluded.erased_at_us.is_not(None), earlier
+                            ),
+                            statement.excluded.erased_at_us,
+                        ),
+                        else_=table.c.erased_at_us,
+                    )
+                },
+            )
+        )
+
+
+def refresh(ctx: ApplyContext, subject: str) -> None:
+    """The subject's states, folded again from its whole trail."""
+    trail = ctx.table(changes)
+    history = [
+        change_of(row)
+        for row in ctx.conn.execute(
+            sa.select(trail).where(trail.c.subject_aggregate_id == subject)
+        )
+    ]
+    table = ctx.table(states)
+    ctx.conn.execute(table.delete().where(table.c.subject_aggregate_id == subject))
+    rows = [
+        {
+            "subject_aggregate_id": subject,
+            "purpose": d.purpose,
+            "channel": d.channel,
+            "state": d.state,
+            "decided_by": d.decided_by.change_id if d.decided_by else "",
+            "decided_at_us": d.decided_by.occurred_at_us if d.decided_by else None,
+        }
+        for d in decisions(history)
+    ]
+    if rows:
+        ctx.conn.execute(table.insert(), rows)
+
+
+def change_row(event: Event) -> dict[str, Any]:
+    m = event.message
+    if not isinstance(
+        m,
+        consent_events.ConsentGranted
+        | consent_events.ConsentWithdrawn
+        | consent_events.PreferencesChanged
+        | consent_events.SubjectErased,
+    ):
+        raise ProjectionError(f"not a consent change: {event.event_type}")
+    if not m.subject_aggregate_id:
+        raise ProjectionError("a consent event without subject_aggregate_id")
+    row: dict[str, Any] = {
+        "entry_id": event.event_id,
+        "subject_aggregate_id": m.subject_aggregate_id,
+        "change_id": event.event_id,
+        "lead_id": m.lead_id,
+        "email_digest": m.email_digest,
+        "purpose": "",
+        "channel": EVERY_CHANNEL,
+        "legal_basis": "",
+        "source_system": "",
+        "method": "",
+        "notice_version": "",
+        "notice_hash": "",
+        "capture_method": "",
+        "preferences": "",
+        "occurred_at_us": micros(m.occurred_at),
+        "recorded_at_us": micros_of(event.envelope.time),
+        "sequence": event.envelope.sequence,
+    }
+    if isinstance(m, consent_events.SubjectErased):
+        row.update(kind=ERASED, purpose=ALL)
+        return row
+    row["change_id"] = m.change_id or event.event_id
+    row["source_system"] = _name(
+        consent_types.SourceSystem, "SOURCE_SYSTEM_", m.source_system
+    )
+    if isinstance(m, consent_events.PreferencesChanged):
+        row.update(
+            kind=PREFERENCES,
+            preferences=preferences_text(m.preferences),
+        )
+        return row
+    row.update(
+        kind=GRANTED if isinstance(m, consent_events.ConsentGranted) else WITHDRAWN,
+        purpose=_name(consent_types.Purpose, "PURPOSE_", m.purpose),
+        channel=_name(consent_types.Channel, "CHANNEL_", m.channel),
+        legal_basis=_name(consent_types.LegalBasis, "LEGAL_BASIS_", m.legal_basis)
+        or "consent",
+        method=_name(consent_types.Method, "METHOD_", m.method),
+        notice_version=m.evidence.notice_version,
+        notice_hash=m.evidence.notice_hash,
+        capture_method=m.evidence.capture_method,
+    )
+    if not row["purpose"]:
+        raise ProjectionError("a consent change without a purpose")
+    return row

@@ -1,0 +1,260 @@
+"""customer_value: revenue per customer over time, and how each customer was won."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from closedloop.deal.v1 import events_pb2 as deal_events
+from closedloop.deal.v1 import types_pb2 as deal_types
+from closedloop.lead.v1 import events_pb2 as lead_events
+from closedloop.projections import ApplyContext, Event, Projection, ProjectionError
+from closedloop.projections.times import micros, month_of
+from closedloop.protobuf import enum_name
+from closedloop.services.projector.projections.identity import (
+    VISITOR,
+    Identity,
+    Touch,
+    identity_tables,
+    touch_row,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+VERSION = 1
+
+EARNED = "earned"
+BOUGHT = "bought"
+UNKNOWN = "unknown"
+#: Channels whose customers are bought (DOMAIN.md section 6): paid media and
+#: affiliates.
+BOUGHT_CHANNELS = frozenset(
+    {"paid_search", "paid_social", "paid_video", "display", "paid_other", "affiliate"}
+)
+EARNED_CHANNELS = frozenset({"word_of_mouth"})
+#: A touch whose interaction is a referral came from a person who recommended us.
+EARNED_INTERACTIONS = frozenset({"referral"})
+
+metadata = sa.MetaData()
+identity = identity_tables("customer_value", VERSION, metadata)
+
+deals = sa.Table(
+    f"customer_value_deals_v{VERSION}",
+    metadata,
+    sa.Column("deal_id", sa.String(64), primary_key=True),
+    sa.Column("lead_id", sa.String(64), nullable=False),
+    sa.Column("won_at_us", sa.BigInteger, nullable=False),
+    sa.Index(f"ix_customer_value_deals_lead_v{VERSION}", "lead_id"),
+)
+
+revenues = sa.Table(
+    f"customer_value_revenue_v{VERSION}",
+    metadata,
+    sa.Column("revenue_id", sa.String(64), primary_key=True),
+    sa.Column("deal_id", sa.String(64), nullable=False),
+    sa.Column("lead_id", sa.String(64), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("currency", sa.String(3), nullable=False),
+    sa.Column("amount_minor", sa.BigInteger, nullable=False),
+    sa.Column("recognized_at_us", sa.BigInteger, nullable=False),
+    sa.Index(f"ix_customer_value_revenue_lead_v{VERSION}", "lead_id"),
+)
+
+#: The read model proper: one row per customer (a person with a won deal).
+customers = sa.Table(
+    f"customer_value_v{VERSION}",
+    metadata,
+    sa.Column("lead_id", sa.String(64), primary_key=True),
+    sa.Column("acquired_at_us", sa.BigInteger, nullable=False),
+    sa.Column("cohort_month", sa.String(7), nullable=False),
+    sa.Column("channel", sa.String(64), nullable=False),
+    sa.Column("interaction", sa.String(32), nullable=False),
+    sa.Column("acquisition", sa.String(8), nullable=False),
+)
+
+#: Recognised revenue per customer, month and currency (negative for churn).
+monthly = sa.Table(
+    f"customer_value_monthly_v{VERSION}",
+    metadata,
+    sa.Column("lead_id", sa.String(64), primary_key=True),
+    sa.Column("month", sa.String(7), primary_key=True),
+    sa.Column("currency", sa.String(3), primary_key=True),
+    sa.Column("amount_minor", sa.BigInteger, nullable=False),
+    sa.Index(f"ix_customer_value_monthly_month_v{VERSION}", "month"),
+)
+
+
+def acquisition_of(first: Touch | None) -> str:
+    """Earned or bought from the first touch (DOMAIN.md 6); unknown is never guessed.
+
+    The events carry no `acquisition_reason`, so the first touch decides: word of
+    mouth, or a referral by a person (interaction `referral`), is earned; paid
+    channels and affiliates are bought; anything else, or no touch, is unknown.
+    """
+    if first is None:
+        return UNKNOWN
+    if first.channel in EARNED_CHANNELS or first.interaction in EARNED_INTERACTIONS:
+        return EARNED
+    if first.channel in BOUGHT_CHANNELS:
+        return BOUGHT
+    return UNKNOWN
+
+
+class CustomerValue(Projection):
+    """Revenue per customer over time (realised lifetime value), and whether the
+    customer was earned or bought, for NRR, LTV by cohort and the earned growth rate.
+
+    A customer is a person (surviving lead) with a won deal, acquired at the first
+    win. Revenue is what the deal context recognised (RevenueRecognized: new,
+    renewal, expansion, and negative contraction and churn), by business time.
+    """
+
+    name = "customer_value"
+    version = VERSION
+    description = "recognised revenue per customer and month; earned vs bought"
+    handles = (
+        lead_events.TouchpointRecorded,
+        lead_events.LeadCaptured,
+        lead_events.VisitorIdentified,
+        lead_events.LeadsMerged,
+        lead_events.LeadMergedInto,
+        deal_events.DealWon,
+        deal_events.RevenueRecognized,
+    )
+    tables = (*identity.all(), deals, revenues, customers, monthly)
+
+    def apply(self, batch: Sequence[Event], ctx: ApplyContext) -> None:
+        ids = Identity.of(ctx, identity)
+        dirty: set[str] = set()
+        touches: list[dict[str, Any]] = []
+        for event in batch:
+            m = event.message
+            if isinstance(m, lead_events.TouchpointRecorded):
+                row = touch_row(event, m)
+                if not row["owner_key"]:
+                    raise ProjectionError("a touchpoint without lead or visitor")
+                touches.append(row)
+                if row["owner_kind"] == VISITOR:
+                    dirty.update(ids.leads_of_visitor(row["owner_key"]))
+                else:
+                    ids.ensure_leads([row["owner_key"]])
+                    dirty.add(row["owner_key"])
+            elif isinstance(m, lead_events.LeadCaptured):
+                at = micros(m.occurred_at)
+                ids.capture(m.lead_id, at, "")
+                ids.identify(m.anonymous_id, m.lead_id, at)
+                dirty.add(m.lead_id)
+            elif isinstance(m, lead_events.VisitorIdentified):
+                ids.identify(m.anonymous_id, m.lead_id, micros(m.occurred_at))
+                dirty.add(m.lead_id)
+            elif isinstance(m, lead_events.LeadsMerged | lead_events.LeadMergedInto):
+                ids.merge(m.merged_lead_id, m.surviving_lead_id)
+                dirty.update((m.merged_lead_id, m.surviving_lead_id))
+            elif isinstance(m, deal_events.DealWon):
+                _require(m.deal_id and m.lead_id, "DealWon names no deal or lead")
+                ids.ensure_leads([m.lead_id])
+                ctx.upsert(
+                    deals,
+                    [
+                        {
+                            "deal_id": m.deal_id,
+                            "lead_id": m.lead_id,
+                            "won_at_us": micros(m.closed_at),
+                        }
+                    ],
+                )
+                dirty.add(m.lead_id)
+            elif isinstance(m, deal_events.RevenueRecognized):
+                _require(
+                    m.revenue_id and m.lead_id and m.amount.currency,
+                    "RevenueRecognized without revenue id, lead or currency",
+                )
+                ids.ensure_leads([m.lead_id])
+                ctx.upsert(
+                    revenues,
+                    [
+                        {
+                            "revenue_id": m.revenue_id,
+                            "deal_id": m.deal_id,
+                            "lead_id": m.lead_id,
+                            "kind": enum_name(
+                                deal_types.RevenueKind, "REVENUE_KIND_", m.kind
+                            ),
+                            "currency": m.amount.currency,
+                            "amount_minor": m.amount.minor_units,
+                            "recognized_at_us": micros(m.recognized_at),
+                        }
+                    ],
+                )
+                dirty.add(m.lead_id)
+        ids.record_touches(touches)
+        for anonymous_id in {
+            t["owner_key"] for t in touches if t["owner_kind"] == VISITOR
+        }:
+            dirty.update(ids.leads_of_visitor(anonymous_id))
+        dirty.discard("")
+        for lead_id in sorted(dirty):
+            if ids.root(lead_id) != lead_id:
+                _delete_customer(ctx, lead_id)
+        for root in sorted(ids.roots(dirty)):
+            refresh_customer(ctx, ids, root)
+
+
+def _require(ok: object, message: str) -> None:
+    if not ok:
+        raise ProjectionError(message)
+
+
+def _delete_customer(ctx: ApplyContext, lead_id: str) -> None:
+    for template in (customers, monthly):
+        table = ctx.table(template)
+        ctx.conn.execute(table.delete().where(table.c.lead_id == lead_id))
+
+
+def refresh_customer(ctx: ApplyContext, ids: Identity, root: str) -> None:
+    """The customer's rows, worked out again from the person's facts."""
+    _delete_customer(ctx, root)
+    members = ids.members(root)
+    deal_table = ctx.table(deals)
+    won = [
+        int(row[0])
+        for row in ctx.conn.execute(
+            sa.select(deal_table.c.won_at_us).where(deal_table.c.lead_id.in_(members))
+        )
+    ]
+    revenue_table = ctx.table(revenues)
+    amounts: dict[tuple[str, str], int] = defaultdict(int)
+    for row in ctx.conn.execute(
+        sa.select(revenue_table).where(revenue_table.c.lead_id.in_(members))
+    ):
+        amounts[(month_of(int(row.recognized_at_us)), row.currency)] += int(
+            row.amount_minor
+        )
+    if not won and not amounts:
+        return
+    touches = ids.touches(members, ids.anonymous_ids(members))
+    acquired = min(won) if won else None
+    counted = [t for t in touches if acquired is None or t.occurred_at_us <= acquired]
+    first = counted[0] if counted else None
+    if acquired is not None:
+        ctx.conn.execute(
+            ctx.table(customers)
+            .insert()
+            .values(
+                lead_id=root,
+                acquired_at_us=acquired,
+                cohort_month=month_of(acquired),
+                channel=first.channel if first else "unattributed",
+                interaction=first.interaction if first else "",
+                acquisition=acquisition_of(first),
+            )
+        )
+    rows = [
+        {"lead_id": root, "month": month, "currency": currency, "amount_minor": amount}
+        for (month, currency), amount in sorted(amounts.items())
+    ]
+    if rows:
+        ctx.conn.execute(ctx.table(monthly).insert(), rows)

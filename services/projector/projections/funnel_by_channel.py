@@ -1,0 +1,324 @@
+"""funnel_by_channel: each person's way through the funnel, by acquisition channel."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from closedloop.deal.v1 import events_pb2 as deal_events
+from closedloop.lead.v1 import events_pb2 as lead_events
+from closedloop.projections import ApplyContext, Event, Projection, ProjectionError
+from closedloop.projections.times import micros
+from closedloop.services.projector.projections.identity import (
+    VISITOR,
+    Identity,
+    Touch,
+    identity_tables,
+    least,
+    touch_row,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+VERSION = 1
+UNATTRIBUTED = "unattributed"
+#: Touches more than this long before the lead was created do not count (DOMAIN 4.1).
+LOOKBACK_US = 90 * 86_400 * 1_000_000
+
+MQL = "mql"
+SAL = "sal"
+OPPORTUNITY = "opportunity"
+
+metadata = sa.MetaData()
+identity = identity_tables("funnel_by_channel", VERSION, metadata)
+
+#: The first time each lead reached a stage (MQL, SAL, opportunity).
+stages = sa.Table(
+    f"funnel_by_channel_stages_v{VERSION}",
+    metadata,
+    sa.Column("lead_id", sa.String(64), primary_key=True),
+    sa.Column("stage", sa.String(16), primary_key=True),
+    sa.Column("first_at_us", sa.BigInteger, nullable=False),
+)
+
+deals = sa.Table(
+    f"funnel_by_channel_deals_v{VERSION}",
+    metadata,
+    sa.Column("deal_id", sa.String(64), primary_key=True),
+    sa.Column("lead_id", sa.String(64), nullable=False),
+    sa.Column("opened_at_us", sa.BigInteger, nullable=True),
+    sa.Column("won_at_us", sa.BigInteger, nullable=True),
+    sa.Column("won_minor", sa.BigInteger, nullable=True),
+    sa.Column("currency", sa.String(3), nullable=False, default=""),
+    sa.Index(f"ix_funnel_by_channel_deals_lead_v{VERSION}", "lead_id"),
+)
+
+#: The read model proper: one row per person (surviving lead) once captured.
+people = sa.Table(
+    f"funnel_by_channel_v{VERSION}",
+    metadata,
+    sa.Column("lead_id", sa.String(64), primary_key=True),
+    sa.Column("created_at_us", sa.BigInteger, nullable=False),
+    sa.Column("first_channel", sa.String(64), nullable=False),
+    sa.Column("last_channel", sa.String(64), nullable=False),
+    sa.Column("mql_at_us", sa.BigInteger, nullable=True),
+    sa.Column("sal_at_us", sa.BigInteger, nullable=True),
+    sa.Column("opportunity_at_us", sa.BigInteger, nullable=True),
+    sa.Column("won_at_us", sa.BigInteger, nullable=True),
+    sa.Column("disqualified", sa.Boolean, nullable=False),
+    # {"USD": minor units, ...}: the person's won deals.
+    sa.Column("won_revenue", sa.Text, nullable=False),
+    sa.Index(f"ix_funnel_by_channel_created_v{VERSION}", "created_at_us"),
+)
+
+#: Anonymous visitors, for the top of the funnel.
+visitors = sa.Table(
+    f"funnel_by_channel_visitors_v{VERSION}",
+    metadata,
+    sa.Column("anonymous_id", sa.String(256), primary_key=True),
+    sa.Column("first_at_us", sa.BigInteger, nullable=False),
+    sa.Column("first_channel", sa.String(64), nullable=False),
+    # The last touch before identification (or the last one, if never identified).
+    sa.Column("last_channel", sa.String(64), nullable=False),
+    sa.Column("identified", sa.Boolean, nullable=False),
+    sa.Index(f"ix_funnel_by_channel_visitors_first_v{VERSION}", "first_at_us"),
+)
+
+
+class FunnelByChannel(Projection):
+    """Where each person entered (first-touch channel, and last touch before the lead
+    was created) and when they first reached each stage, to compare channels by
+    cohort conversion, close rate and time between stages.
+
+    Facts (touches, links, merges, stage times, deals) are stored under their own
+    keys; after each batch the rows of the people it touched are worked out again
+    from the facts, so any order of the contexts gives the same rows. A stage counts
+    from its first time: leaving and re-entering does not move a lead's cohort.
+    """
+
+    name = "funnel_by_channel"
+    version = VERSION
+    description = "per-person funnel stages by first and last-touch channel"
+    handles = (
+        lead_events.TouchpointRecorded,
+        lead_events.LeadCaptured,
+        lead_events.VisitorIdentified,
+        lead_events.LeadQualified,
+        lead_events.LeadAccepted,
+        lead_events.LeadDisqualified,
+        lead_events.LeadReopened,
+        lead_events.LeadsMerged,
+        lead_events.LeadMergedInto,
+        lead_events.LeadConverted,
+        deal_events.DealOpened,
+        deal_events.DealWon,
+    )
+    tables = (*identity.all(), stages, deals, people, visitors)
+
+    def apply(self, batch: Sequence[Event], ctx: ApplyContext) -> None:  # noqa: C901 - a branch per event
+        ids = Identity.of(ctx, identity)
+        dirty_leads: set[str] = set()
+        dirty_visitors: set[str] = set()
+        touches: list[dict[str, Any]] = []
+        for event in batch:
+            m = event.message
+            version = event.envelope.sequence
+            if isinstance(m, lead_events.TouchpointRecorded):
+                row = touch_row(event, m)
+                if not row["owner_key"]:
+                    raise ProjectionError("a touchpoint without lead or visitor")
+                touches.append(row)
+                if row["owner_kind"] == VISITOR:
+                    dirty_visitors.add(row["owner_key"])
+                else:
+                    ids.ensure_leads([row["owner_key"]])
+                    dirty_leads.add(row["owner_key"])
+            elif isinstance(m, lead_events.LeadCaptured):
+                at = micros(m.occurred_at)
+                ids.capture(m.lead_id, at, "")
+                ids.set_stage(m.lead_id, "lead", at, version)
+                ids.identify(m.anonymous_id, m.lead_id, at)
+                dirty_leads.add(m.lead_id)
+                dirty_visitors.add(m.anonymous_id)
+            elif isinstance(m, lead_events.VisitorIdentified):
+                ids.identify(m.anonymous_id, m.lead_id, micros(m.occurred_at))
+                dirty_leads.add(m.lead_id)
+                dirty_visitors.add(m.anonymous_id)
+            elif isinstance(m, lead_events.LeadQualified):
+                self._stage(ctx, ids, m.lead_id, MQL, micros(m.occurred_at))
+                ids.set_stage(m.lead_id, MQL, micros(m.occurred_at), version)
+                dirty_leads.add(m.lead_id)
+            elif isinstance(m, lead_events.LeadAccepted):
+                self._stage(ctx, ids, m.lead_id, SAL, micros(m.occurred_at))
+                ids.set_stage(m.lead_id, SAL, micros(m.occurred_at), version)
+                dirty_leads.add(m.lead_id)
+            elif isinstance(m, lead_events.LeadDisqualified):
+                ids.set_stage(m.lead_id, "disqualified", micros(m.occurred_at), version)
+                dirty_leads.add(m.lead_id)
+            elif isinstance(m, lead_events.LeadReopened):
+                ids.set_stage(m.lead_id, "lead", micros(m.occurred_at), version)
+                dirty_leads.add(m.lead_id)
+            elif isinstance(m, lead_events.LeadConverted):
+                self._stage(ctx, ids, m.lead_id, OPPORTUNITY, micros(m.occurred_at))
+                ids.set_stage(m.lead_id, OPPORTUNITY, micros(m.occurred_at), version)
+                dirty_leads.add(m.lead_id)
+            elif isinstance(m, lead_events.LeadsMerged | lead_events.LeadMergedInto):
+                ids.merge(m.merged_lead_id, m.surviving_lead_id)
+                dirty_leads.update((m.merged_lead_id, m.surviving_lead_id))
+            elif isinstance(m, deal_events.DealOpened | deal_events.DealWon):
+                self._deal(ctx, ids, m)
+                dirty_leads.add(m.lead_id)
+        ids.record_touches(touches)
+        dirty_visitors.discard("")
+        dirty_leads.discard("")
+        for anonymous_id in sorted(dirty_visitors):
+            dirty_leads.update(ids.leads_of_visitor(anonymous_id))
+            refresh_visitor(ctx, ids, anonymous_id)
+        for lead_id in sorted(dirty_leads):
+            root = ids.root(lead_id)
+            if root != lead_id:
+                table = ctx.table(people)
+                ctx.conn.execute(table.delete().where(table.c.lead_id == lead_id))
+        for root in sorted(ids.roots(dirty_leads)):
+            refresh_person(ctx, ids, root)
+
+    @staticmethod
+    def _stage(
+        ctx: ApplyContext, ids: Identity, lead_id: str, stage: str, at: int
+    ) -> None:
+        if not lead_id:
+            raise ProjectionError("a stage change names no lead")
+        ids.ensure_leads([lead_id])
+        table = ctx.table(stages)
+        statement = ctx.insert(stages).values(
+            lead_id=lead_id, stage=stage, first_at_us=at
+        )
+        ctx.conn.execute(
+            statement.on_conflict_do_update(
+                index_elements=["lead_id", "stage"],
+                set_={
+                    "first_at_us": least(
+                        ctx.conn, table.c.first_at_us, statement.excluded.first_at_us
+                    )
+                },
+            )
+        )
+
+    @staticmethod
+    def _deal(
+        ctx: ApplyContext,
+        ids: Identity,
+        m: deal_events.DealOpened | deal_events.DealWon,
+    ) -> None:
+        if not m.lead_id or not m.deal_id:
+            raise ProjectionError("a deal event names no deal or lead")
+        ids.ensure_leads([m.lead_id])
+        if isinstance(m, deal_events.DealOpened):
+            values: dict[str, Any] = {"opened_at_us": micros(m.occurred_at)}
+        else:
+            values = {
+                "won_at_us": micros(m.closed_at),
+                "won_minor": m.amount.minor_units,
+                "currency": m.amount.currency,
+            }
+        statement = ctx.insert(deals).values(
+            deal_id=m.deal_id, lead_id=m.lead_id, **values
+        )
+        ctx.conn.execute(
+            statement.on_conflict_do_update(
+                index_elements=["deal_id"],
+                set_={name: statement.excluded[name] for name in values},
+            )
+        )
+
+
+def refresh_person(ctx: ApplyContext, ids: Identity, root: str) -> None:
+    """Works the person's row out again from the facts (or removes it)."""
+    table = ctx.table(people)
+    members = ids.members(root)
+    rows = ids.lead_rows(members)
+    created = [r.created_at_us for r in rows if r.created_at_us is not None]
+    ctx.conn.execute(table.delete().where(table.c.lead_id == root))
+    if not created:
+        return  # not captured yet: the person joins the funnel with LeadCaptured
+    created_at = min(created)
+    root_row = next((r for r in rows if r.lead_id == root), None)
+    touches = [
+        t
+        for t in ids.touches(members, ids.anonymous_ids(members))
+        if created_at - LOOKBACK_US <= t.occurred_at_us <= created_at
+    ]
+    firsts: dict[str, int] = {}
+    stage_table = ctx.table(stages)
+    for row in ctx.conn.execute(
+        sa.select(stage_table).where(stage_table.c.lead_id.in_(members))
+    ):
+        firsts[row.stage] = min(firsts.get(row.stage, row.first_at_us), row.first_at_us)
+    deal_table = ctx.table(deals)
+    won: dict[str, int] = defaultdict(int)
+    won_at: list[int] = []
+    opened_at: list[int] = []
+    for row in ctx.conn.execute(
+        sa.select(deal_table).where(deal_table.c.lead_id.in_(members))
+    ):
+        if row.opened_at_us is not None:
+            opened_at.append(row.opened_at_us)
+        if row.won_at_us is not None:
+            won_at.append(row.won_at_us)
+            won[row.currency] += int(row.won_minor or 0)
+    opportunity = [
+        *opened_at,
+        *([firsts[OPPORTUNITY]] if OPPORTUNITY in firsts else []),
+    ]
+    ctx.conn.execute(
+        table.insert().values(
+            lead_id=root,
+            created_at_us=created_at,
+            first_channel=_channel(touches[:1]),
+            last_channel=_channel(touches[-1:]),
+            mql_at_us=firsts.get(MQL),
+            sal_at_us=firsts.get(SAL),
+            opportunity_at_us=min(opportunity) if opportunity else None,
+            won_at_us=min(won_at) if won_at else None,
+            disqualified=bool(
+                root_row is not None and root_row.stage == "disqualified"
+            ),
+            won_revenue=json.dumps(dict(sorted(won.items()))),
+        )
+    )
+
+
+def refresh_visitor(ctx: ApplyContext, ids: Identity, anonymous_id: str) -> None:
+    table = ctx.table(visitors)
+    ctx.conn.execute(table.delete().where(table.c.anonymous_id == anonymous_id))
+    touches = ids.touches([], [anonymous_id])
+    if not touches:
+        return
+    link = ids.t.visitors
+    identified_at = ctx.conn.execute(
+        sa.select(sa.func.min(link.c.identified_at_us)).where(
+            link.c.anonymous_id == anonymous_id
+        )
+    ).scalar()
+    before = (
+        [t for t in touches if t.occurred_at_us <= identified_at]
+        if identified_at is not None
+        else touches
+    )
+    ctx.conn.execute(
+        table.insert().values(
+            anonymous_id=anonymous_id,
+            first_at_us=touches[0].occurred_at_us,
+            first_channel=touches[0].channel,
+            last_channel=_channel(before[-1:] or touches[:1]),
+            identified=identified_at is not None,
+        )
+    )
+
+
+def _channel(touches: Sequence[Touch]) -> str:
+    return touches[0].channel if touches else UNATTRIBUTED

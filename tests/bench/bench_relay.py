@@ -1,0 +1,271 @@
+"""Relay: events per second from the store to JetStream, next to raw publishing.
+
+A SQLite lead store is filled with N events (visitors and their touchpoints, saved
+through the LeadStore application in large transactions). A Relay
+(closedloop.relay) then publishes them into a fresh CLOSEDLOOP_LEAD stream on its own
+nats-server, and is timed until its position reaches the end of the store. The same
+messages (mapped by the relay's own mapper, `to_message` and envelope, so the same
+subjects, payloads and headers) are then published raw with nats-py's
+`js.publish_async` into the stream re-created empty, twice: all pipelined with the
+acknowledgements awaited at the end, and in windows of the relay's batch size.
+
+Target: the relay reaches at least 70 percent of the faster raw rate.
+
+    python tests/bench/bench_relay.py [--events 20000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import shutil
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from tests.bench import machine  # noqa: E402
+
+TARGET_FRACTION = 0.7
+TOUCHPOINTS_PER_VISITOR = 9  # with VisitorFirstSeen: 10 events per visitor
+VISITORS_PER_SAVE = 250
+
+
+def prefill(store_url: str, events: int) -> int:
+    """Saves about `events` events directly through the application; returns count."""
+    from closedloop.eventstore.metadata import EventMeta  # noqa: PLC0415
+    from closedloop.eventstore.store import StoreLocation  # noqa: PLC0415
+    from closedloop.services.lead.application import LeadStore  # noqa: PLC0415
+    from closedloop.services.lead.domain import (  # noqa: PLC0415
+        TouchpointRequest,
+        Visitor,
+    )
+
+    store = LeadStore(env=StoreLocation.parse(store_url).eventsourcing_env())
+    sources = [("google", "cpc", "paid_search"), ("newsletter", "email", "email")]
+    try:
+        written = 0
+        batch: list[Visitor] = []
+        v = 0
+        while written < events:
+            now = datetime.now(UTC)
+            visitor = Visitor(f"relay-bench-{v}", now)
+            left = events - written - 1
+            for i in range(min(TOUCHPOINTS_PER_VISITOR, left)):
+                source, medium, channel = sources[i % len(sources)]
+                visitor.record_touchpoint(
+                    TouchpointRequest(
+                        touchpoint_id=uuid.uuid4(),
+                        channel=channel,
+                        source=source,
+                        medium=medium,
+                        campaign=f"campaign-{i % 7}",
+                        content="",
+                        interaction="ad_click",
+                        occurred_at=now,
+                        attributes={"gclid": f"g{v}-{i}"},
+                        idempotency_key=f"k{v}-{i}",
+                    )
+                )
+            meta = EventMeta.new()
+            for pending in visitor.pending_events:
+                meta.attach(pending)
+            written += len(visitor.pending_events)
+            batch.append(visitor)
+            v += 1
+            if len(batch) >= VISITORS_PER_SAVE or written >= events:
+                store.save(*batch)
+                batch = []
+        return written
+    finally:
+        store.close()
+
+
+async def run(events: int) -> dict[str, Any]:
+    from closedloop import bus  # noqa: PLC0415
+    from closedloop.bus.streams import (  # noqa: PLC0415
+        StreamSettings,
+        context_stream,
+        provision_streams,
+    )
+    from closedloop.eventstore.personal import PersonalDataMapper  # noqa: PLC0415
+    from closedloop.eventstore.store import StoreLocation  # noqa: PLC0415
+    from closedloop.natsserver import NatsServer  # noqa: PLC0415
+    from closedloop.relay import Relay, RelaySettings  # noqa: PLC0415
+    from closedloop.relay.positions import RelayPositions  # noqa: PLC0415
+    from closedloop.services.lead.application import LeadStore  # noqa: PLC0415
+    from closedloop.services.lead.wire import SOURCE, to_message  # noqa: PLC0415
+
+    scratch = machine.work_dir("relay")
+    store_url = f"sqlite:///{scratch / 'lead' / 'events.db'}"
+    location = StoreLocation.parse(store_url)
+    machine.say(f"relay: filling a SQLite store with {events:,} events")
+    began = time.monotonic()
+    written = await asyncio.to_thread(prefill, store_url, events)
+    fill_s = time.monotonic() - began
+    stream = context_stream("lead")
+    settings = StreamSettings()
+    server = NatsServer(store_dir=scratch / "nats").start()
+    store = LeadStore(env=location.eventsourcing_env())
+    nc = await bus.connect(server.url, name="bench-relay")
+    js = nc.jetstream()
+    report: dict[str, Any] = {"events": written, "prefill_s": round(fill_s, 2)}
+    try:
+        await provision_streams(js, settings, ("lead",), include_log=False)
+        mapper = store.mapper
+        if isinstance(mapper, PersonalDataMapper):
+            mapper = mapper.for_wire()
+        relay_settings = RelaySettings()
+        relay = Relay(
+            name="lead-relay",
+            recorder=store.recorder,  # type: ignore[arg-type]
+            mapper=mapper,
+            to_message=to_message,
+            nc=nc,
+            stream=stream,
+            source=SOURCE,
+            positions=RelayPositions(location.sqlalchemy_url()),
+            settings=relay_settings,
+        )
+        top = store.recorder.max_notification_id() or 0
+        machine.say(f"relay: publishing {top:,} notifications through the Relay")
+        began = time.monotonic()
+        task = asyncio.create_task(relay.run())
+        deadline = began + 300
+        while relay.position < top and time.monotonic() < deadline:
+            if task.done():
+                task.result()  # raises what stopped it
+            await asyncio.sleep(0.002)
+        relay_s = time.monotonic() - began
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        info = await js.stream_info(stream)
+        report["relay"] = {
+            "seconds": round(relay_s, 3),
+            "published": relay.published,
+            "per_second": round(relay.published / relay_s, 1),
+            "stream_messages": info.state.messages,
+            "batch_size": relay_settings.batch_size,
+            "reached_end": relay.position >= top,
+        }
+        machine.say(f"  {machine.rate(report['relay']['per_second'])}")
+
+        # The same messages, mapped once, then published raw.
+        messages: list[tuple[str, bytes, dict[str, str]]] = []
+        start = 1
+        while True:
+            notifications = store.recorder.select_notifications(start, 1000)
+            if not notifications:
+                break
+            for notification in notifications:
+                domain_event = mapper.to_domain_event(notification)
+                message = to_message(domain_event)
+                if message is None:
+                    continue
+                envelope = relay.envelope(domain_event, message, notification.id)
+                messages.append(
+                    (
+                        envelope.nats_subject,
+                        message.SerializeToString(),
+                        envelope.headers(relay_position=notification.id),
+                    )
+                )
+            start = notifications[-1].id + 1
+
+        async def fresh_stream() -> None:
+            await js.delete_stream(stream)
+            await provision_streams(js, settings, ("lead",), include_log=False)
+
+        async def publish_raw(window: int) -> float:
+            await fresh_stream()
+            began = time.monotonic()
+            for offset in range(0, len(messages), window):
+                futures = [
+                    await js.publish_async(subject, payload, headers=headers)
+                    for subject, payload, headers in messages[offset : offset + window]
+                ]
+                await asyncio.wait_for(asyncio.gather(*futures), 60)
+            return time.monotonic() - began
+
+        raw: dict[str, Any] = {}
+        for label, window in (
+            ("acks_at_end", len(messages)),
+            (f"windows_of_{relay_settings.batch_size}", relay_settings.batch_size),
+        ):
+            machine.say(f"relay: raw publish_async, {label}")
+            seconds = await publish_raw(window)
+            info = await js.stream_info(stream)
+            raw[label] = {
+                "seconds": round(seconds, 3),
+                "published": len(messages),
+                "per_second": round(len(messages) / seconds, 1),
+                "stream_messages": info.state.messages,
+            }
+            machine.say(f"  {machine.rate(raw[label]['per_second'])}")
+        report["raw"] = raw
+    finally:
+        with contextlib.suppress(Exception):
+            await nc.close()
+        store.close()
+        server.stop()
+        shutil.rmtree(scratch, ignore_errors=True)
+    report["rows"] = rows(report)
+    return report
+
+
+def rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+    relay = report["relay"]
+    best_label, best = max(report["raw"].items(), key=lambda kv: kv[1]["per_second"])
+    needed = TARGET_FRACTION * best["per_second"]
+    ratio = relay["per_second"] / best["per_second"] if best["per_second"] else 0.0
+    raw_text = "; ".join(
+        f"{label.replace('_', ' ')} {machine.rate(r['per_second'])}"
+        for label, r in report["raw"].items()
+    )
+    complete = relay["reached_end"] and relay["stream_messages"] == relay["published"]
+    return [
+        {
+            "benchmark": "relay",
+            "case": (
+                f"SQLite store to JetStream, {report['events']:,} events "
+                f"(batches of {relay['batch_size']})"
+            ),
+            "result": (
+                f"{machine.rate(relay['per_second'])} ({relay['seconds']:.2f} s"
+                f"{'' if complete else ', INCOMPLETE'})"
+            ),
+            "baseline": f"raw js.publish_async of the same messages: {raw_text}",
+            "target": (
+                f">= {machine.rate(needed)} (70% of raw, "
+                f"{best_label.replace('_', ' ')}); got {ratio:.0%} of raw"
+            ),
+            "met": complete and relay["per_second"] >= needed,
+        }
+    ]
+
+
+def main(events: int = 20_000) -> dict[str, Any]:
+    started = time.monotonic()
+    report = asyncio.run(run(events))
+    report["runtime_s"] = round(time.monotonic() - started, 1)
+    return report
+
+
+def _cli() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=20_000)
+    args = parser.parse_args()
+    sys.stdout.write(json.dumps(main(events=args.events), indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    _cli()
