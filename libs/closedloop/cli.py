@@ -64,7 +64,8 @@ app.add_typer(projections_app, name="projections")
 app.add_typer(events_app, name="events")
 app.add_typer(report_app, name="report")
 
-console = Console()
+# Piped output is not cut at 80 columns: tables stay one row per line.
+console = Console(width=None if sys.stdout.isatty() else 200)
 errors = Console(stderr=True)
 
 CLI_OWNER = "cli"
@@ -143,9 +144,24 @@ def _run(coroutine: Callable[[asyncio.Event], Awaitable[int]]) -> int:
 
 
 @projections_app.command("list")
-def projections_list() -> None:
+def projections_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
     """The installed projections: name, version, events handled, where from."""
     registry = _registry()
+    if as_json:
+        listed = [
+            {
+                "name": name,
+                "version": registry.get(name).version,
+                "handles": sorted(registry.get(name).handled_types()),
+                "description": registry.get(name).description,
+                "source": registry.sources[name],
+            }
+            for name in registry.names()
+        ]
+        sys.stdout.write(json.dumps(listed, indent=2) + "\n")
+        return
     table = Table("name", "version", "handles", "description", "source")
     for name in registry.names():
         cls = registry.get(name)
@@ -230,7 +246,9 @@ def projections_status(
     rows = _status_rows(store.generations(), registry, last)
     store.close()
     if as_json:
-        console.print_json(json.dumps({"log_position": last, "projections": rows}))
+        sys.stdout.write(
+            json.dumps({"log_position": last, "projections": rows}, indent=2) + "\n"
+        )
         return
     table = Table(
         "name",
@@ -554,8 +572,9 @@ def events_stats(
     _run(run)
     ordered = dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
     if as_json:
-        console.print_json(
-            json.dumps({"total": sum(counts.values()), "by_type": ordered})
+        total = sum(counts.values())
+        sys.stdout.write(
+            json.dumps({"total": total, "by_type": ordered}, indent=2) + "\n"
         )
         return
     table = Table("event type", "count", title="CLOSEDLOOP_LOG")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -11,16 +12,22 @@ if TYPE_CHECKING:
     from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def timestamp(value: datetime) -> Timestamp:
-    ts = Timestamp()
-    ts.FromDatetime(value.astimezone(UTC))
-    return ts
+    """Exact to the microsecond, and cheap: relays convert every event's times."""
+    delta = value - _EPOCH
+    return Timestamp(
+        seconds=delta.days * 86_400 + delta.seconds, nanos=delta.microseconds * 1000
+    )
 
 
 def to_datetime(value: Timestamp) -> datetime:
     return value.ToDatetime(tzinfo=UTC)
 
 
+@functools.cache
 def enum_number(enum: EnumTypeWrapper, prefix: str, name: str) -> int:
     """`("CHANNEL_", "paid_search")` -> CHANNEL_PAID_SEARCH; unknown names give 0."""
     if not name:

@@ -18,11 +18,12 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import JSONTranscoder, Transcoding
 
 from closedloop.errors import FailedPrecondition, NotFound, Unavailable
 from closedloop.eventstore.metadata import EventMeta
+from closedloop.eventstore.unit_of_work import ServiceStore
 from closedloop.services.attribution.datadriven import credit_with_weights
 from closedloop.services.attribution.domain import (
     CHANNELS,
@@ -159,7 +160,7 @@ class ChannelWeightAsDict(Transcoding):
         )
 
 
-class AttributionStore(Application[uuid.UUID]):
+class AttributionStore(ServiceStore):
     """The attribution context's event store and repository (eventsourcing).
 
     It holds no personal data: ids, channels, campaign names, times and money.
@@ -167,10 +168,6 @@ class AttributionStore(Application[uuid.UUID]):
     """
 
     name = "Attributions"
-    env = {  # noqa: RUF012 - eventsourcing's own class-level setting
-        "AGGREGATE_CACHE_MAXSIZE": "10000",
-        "AGGREGATE_CACHE_FASTFORWARD": "y",
-    }
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)

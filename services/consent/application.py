@@ -45,10 +45,6 @@ class ConsentStore(PersonalDataApplication):
     """The consent context's event store and repository (eventsourcing)."""
 
     name = "Consents"
-    env = {  # noqa: RUF012 - eventsourcing's own class-level setting
-        "AGGREGATE_CACHE_MAXSIZE": "10000",
-        "AGGREGATE_CACHE_FASTFORWARD": "y",
-    }
     #: Personal data, encrypted with the subject record's own key (crypto-shredding).
     personal_data = {  # noqa: RUF012
         Consent.Granted: _PERSONAL_CHANGE_FIELDS,

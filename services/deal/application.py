@@ -48,10 +48,6 @@ class DealStore(PersonalDataApplication):
     """The deal context's event store and repository (eventsourcing)."""
 
     name = "Deals"
-    env = {  # noqa: RUF012 - eventsourcing's own class-level setting
-        "AGGREGATE_CACHE_MAXSIZE": "10000",
-        "AGGREGATE_CACHE_FASTFORWARD": "y",
-    }
     #: Personal data, encrypted with the deal's own key (crypto-shredding).
     personal_data = {  # noqa: RUF012
         Deal.Opened: ("name",),

@@ -87,13 +87,13 @@ async def bootstrap(
     async def connect() -> None:
         while True:
             try:
-                connections.append(
-                    await bus.connect(config.nats_url, name="closedloop-insights")
-                )
-                return
+                nc = await bus.connect(config.nats_url, name="closedloop-insights")
             except Exception as error:  # noqa: BLE001 - NATS may come later
                 log.info("NATS not reachable yet (%s); lag is unknown meanwhile", error)
                 await asyncio.sleep(2)
+            else:
+                connections.append(nc)
+                return
 
     insights.tasks.append(asyncio.create_task(connect(), name="nats"))
     return insights

@@ -46,8 +46,15 @@ def _lead_id(value: str, field: str) -> str:
         raise InvalidArgument(field, "is not a UUID") from None
 
 
+MAX_EMAIL_LENGTH = 254
+
+
 def _email(value: str, field: str = "email") -> str:
-    if "@" not in value or len(value) > 254 or any(c.isspace() for c in value.strip()):
+    if (
+        "@" not in value
+        or len(value) > MAX_EMAIL_LENGTH
+        or any(c.isspace() for c in value.strip())
+    ):
         raise InvalidArgument(field, "is not a valid email address")
     return value
 
@@ -128,9 +135,10 @@ class InsightsServicer(insights_service_pb2_grpc.InsightsServiceServicer):
     ) -> pb.GetCustomerValueResponse:
         if request.limit < 0:
             raise InvalidArgument("limit", "must not be negative")
-        return await self._query(
+        answer: pb.GetCustomerValueResponse = await self._query(
             CustomerValue, queries.customer_value_of, request=request
-        )  # type: ignore[no-any-return]
+        )
+        return answer
 
     async def ListProjections(  # noqa: N802
         self, request: pb.ListProjectionsRequest, context: grpc.aio.ServicerContext

@@ -100,9 +100,10 @@ def journey_chart(response: pb.GetCustomerJourneyResponse, path: Path) -> None:
         if name not in kinds:
             kinds.append(name)
     figure, axes = plt.subplots(figsize=(11, 1 + 0.45 * max(len(kinds), 1)))
+    first = response.entries[0].occurred_at.seconds if response.entries else 0
     for entry in response.entries:
         name = pb.EntryKind.Name(entry.kind).removeprefix("ENTRY_KIND_").lower()
-        when = entry.occurred_at.ToDatetime()
+        when = (entry.occurred_at.seconds - first) / 86_400
         axes.plot([when], [kinds.index(name)], "o")
         label = entry.channel or entry.stage
         if label:
@@ -117,7 +118,9 @@ def journey_chart(response: pb.GetCustomerJourneyResponse, path: Path) -> None:
     axes.set_title(
         f"Journey of {response.lead_id}" + (" (erased)" if response.erased else "")
     )
-    figure.autofmt_xdate()
+    if response.entries:
+        start = response.entries[0].occurred_at.ToJsonString()[:10]
+        axes.set_xlabel(f"days since {start}")
     _save(figure, path)
 
 

@@ -145,9 +145,11 @@ def customer_journey_of(
     lead_id: str = "",
     email_digest: str = "",
 ) -> pb.GetCustomerJourneyResponse:
-    """The person's journey. By email: the leads captured with the address's keyed
-    hash (an erased person's hash is forgotten, so it is not found by email); when
-    several people used it, the one captured last.
+    """The person's journey, found by any of its leads or by email.
+
+    By email: the leads captured with the address's keyed hash (an erased person's
+    hash is forgotten, so it is not found by email); when several people used it,
+    the one captured last.
     """
     people = journey_identity(conn, tables)
     leads = people.t.leads
@@ -208,7 +210,7 @@ def customer_journey_of(
 def _journey_entry(row: Any) -> pb.JourneyEntry:
     details: dict[str, str] = json.loads(row.details)
     entry = pb.JourneyEntry(
-        kind=_KIND.get(row.kind, pb.ENTRY_KIND_UNSPECIFIED),
+        kind=_KIND.get(row.kind, pb.ENTRY_KIND_UNSPECIFIED),  # type: ignore[arg-type]
         occurred_at=_ts(int(row.occurred_at_us)),
         recorded_at=_ts(int(row.recorded_at_us)),
         event_id=row.entry_id,
@@ -245,7 +247,8 @@ def journey_summary(
         return f"stage -> {entry.stage}"
     if kind in {customer_journey.CONSENT_GRANTED, customer_journey.CONSENT_WITHDRAWN}:
         verb = "granted" if kind == customer_journey.CONSENT_GRANTED else "withdrew"
-        return f"consent {verb}: {details.get('purpose', '')} by {entry.channel} ({details.get('method', '')})"
+        purpose, method = details.get("purpose", ""), details.get("method", "")
+        return f"consent {verb}: {purpose} by {entry.channel} ({method})"
     if kind == customer_journey.DEAL_STAGE_CHANGED:
         return f"deal stage -> {entry.stage}"
     if kind == customer_journey.REVENUE_RECOGNIZED:
@@ -256,7 +259,7 @@ def journey_summary(
 # -- revenue by channel --------------------------------------------------------------
 
 
-def revenue_by_channel_of(
+def revenue_by_channel_of(  # noqa: C901 - grouping, spend join and ratios in one pass
     conn: sa.Connection, tables: Tables, request: pb.GetRevenueByChannelRequest
 ) -> pb.GetRevenueByChannelResponse:
     """Credited revenue next to spend; ROI, ROAS and CAC only where spend exists.
@@ -534,8 +537,9 @@ def consent_status_of(
     email_digest: str = "",
     include_history: bool = False,
 ) -> pb.GetConsentStatusResponse:
-    """A person's consent records, their states and their fold together; without a
-    person, the number of records per purpose, channel and state.
+    """A person's consent records, their states, and their fold together.
+
+    Without a person: the number of records per purpose, channel and state.
     """
     subjects = tables[consent_status.subjects]
     states = tables[consent_status.states]
@@ -695,7 +699,7 @@ def _audit(row: Any) -> pb.ConsentAuditEntry:
     )
 
 
-# -- customer value ----------------------------------------------------------------------
+# -- customer value --------------------------------------------------------------
 
 _ACQUISITION = {
     customer_value.EARNED: pb.ACQUISITION_EARNED,
@@ -759,7 +763,10 @@ def customer_value_of(
     _summaries(response, known, lifetime, span)
     ranked = sorted(
         (lead for lead in known if known[lead].acquired_at_us < (span.end or 0)),
-        key=lambda lead: (-sum(v for (l, _), v in lifetime.items() if l == lead), lead),
+        key=lambda lead: (
+            -sum(v for (owner, _), v in lifetime.items() if owner == lead),
+            lead,
+        ),
     )
     for lead in ranked[: request.limit or 50]:
         row = known[lead]
@@ -770,7 +777,9 @@ def customer_value_of(
                 acquisition_channel=row.channel,
                 acquisition=_ACQUISITION.get(row.acquisition, pb.ACQUISITION_UNKNOWN),
                 lifetime_value=[
-                    money(v, c) for (l, c), v in sorted(lifetime.items()) if l == lead
+                    money(v, c)
+                    for (owner, c), v in sorted(lifetime.items())
+                    if owner == lead
                 ],
                 monthly=series.get(lead, []),
             )

@@ -38,10 +38,6 @@ class LeadStore(PersonalDataApplication):
     """The lead context's event store and repository (eventsourcing)."""
 
     name = "Leads"
-    env = {  # noqa: RUF012 - eventsourcing's own class-level setting
-        "AGGREGATE_CACHE_MAXSIZE": "10000",
-        "AGGREGATE_CACHE_FASTFORWARD": "y",
-    }
     #: Personal data, encrypted with the lead's own key (crypto-shredding).
     personal_data = {  # noqa: RUF012
         Lead.Captured: ("email", "name"),

@@ -152,7 +152,8 @@ async def start_projector(
 ) -> tuple[Projector, asyncio.Task[None]]:
     """Connects, opens the read store, and starts supervising in a task."""
     nc = await bus.connect(config.nats_url, name="closedloop-projector")
-    store = store or await asyncio.to_thread(ReadStore, config.store_url)
+    if store is None:
+        store = await asyncio.to_thread(ReadStore, config.store_url)
     projector = Projector(config=config, store=store, projections=projections, nc=nc)
     task = asyncio.create_task(projector.run(), name="projector")
     return projector, task

@@ -15,15 +15,17 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class ProjectorConfig:
-    """| variable | default |
+    """What the projector process reads at start-up.
+
+    | variable | default |
     |---|---|
     | CLOSEDLOOP_DATA_DIR | ./var |
     | CLOSEDLOOP_NATS_URL | nats://127.0.0.1:14222 |
     | CLOSEDLOOP_PROJECTOR_STORE_URL | sqlite:///<data dir>/projector/read.db |
     | CLOSEDLOOP_PROJECTOR_BATCH_SIZE | 500 |
     | CLOSEDLOOP_PROJECTOR_MAX_ATTEMPTS | 3 (then the event is parked) |
-    | CLOSEDLOOP_PROJECTOR_AUTO_BUILD | 1: build projections with no generation of the installed version |
-    | CLOSEDLOOP_PROJECTOR_ONLY | empty: every installed projection; else a comma-separated list |
+    | CLOSEDLOOP_PROJECTOR_AUTO_BUILD | 1: build what has no generation yet |
+    | CLOSEDLOOP_PROJECTOR_ONLY | empty: all installed; else a comma list |
     """
 
     data_dir: Path

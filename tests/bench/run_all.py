@@ -324,7 +324,8 @@ def markdown(report: dict[str, Any]) -> str:
         (
             "Throughput is calls started in the measured window divided by the "
             "window; latency is send to reply, as the client saw it. Clients run in "
-            "separate processes; CPU is the share of one core used during the window."
+            "separate processes; CPU is the share of one core used during the window, "
+            "and machine busy counts every process on the machine, benchmark or not."
         ),
         "",
     ]

@@ -13,7 +13,6 @@ log = logging.getLogger(__name__)
 
 async def connect(url: str, *, name: str, **options: Any) -> Client:
     """A connection that keeps reconnecting forever: NATS may be away for a while."""
-
     client: list[Client] = []
 
     async def disconnected() -> None:

@@ -30,13 +30,17 @@ class EventMeta:
         causation_id: str = "",
         traceparent: str = "",
     ) -> EventMeta:
-        request_id = str(uuid.uuid4())
+        if correlation_id and causation_id and _TRACEPARENT.match(traceparent):
+            return cls(correlation_id[:128], causation_id[:128], traceparent)
+        # One read of the system's randomness serves the request id and the trace.
+        random = secrets.token_bytes(24)
+        request_id = str(uuid.UUID(bytes=random[:16], version=4))
         return cls(
             correlation_id=correlation_id[:128] or request_id,
             causation_id=causation_id[:128] or request_id,
             traceparent=traceparent
             if _TRACEPARENT.match(traceparent)
-            else new_traceparent(),
+            else f"00-{random[:16].hex()}-{random[16:].hex()}-01",
         )
 
     def as_dict(self) -> dict[str, str]:

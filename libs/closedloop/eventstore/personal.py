@@ -22,9 +22,10 @@ from uuid import UUID
 import sqlalchemy as sa
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from eventsourcing.application import Application
 from eventsourcing.persistence import Mapper, StoredEvent
 from sqlalchemy.pool import StaticPool
+
+from closedloop.eventstore.unit_of_work import ServiceStore
 
 #: Prefix of an encrypted field value; what is left after erasure is ERASED.
 TOKEN_PREFIX = "pii:v1:"  # noqa: S105 - a marker, not a secret
@@ -254,7 +255,7 @@ class PersonalDataMapper(Mapper[UUID]):
         )
 
 
-class PersonalDataApplication(Application[UUID]):
+class PersonalDataApplication(ServiceStore):
     """An eventsourcing application whose declared personal fields are crypto-shredded.
 
     Subclasses set `personal_data` to {event class: (field, ...)}. The keys live in the

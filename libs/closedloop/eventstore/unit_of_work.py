@@ -7,25 +7,38 @@ aggregate see each other's events), and saves all their events with one
 concurrency conflict (another process wrote one of the aggregates), or a command broke
 halfway through, the batch is replayed one command at a time, so a conflicting command
 is retried or fails alone and the others still succeed.
+
+The writer works on the aggregates in the repository's cache itself, not on copies,
+and without asking the database for newer events first: it is the only writer of its
+store. Whatever a failed batch touched is evicted, so a retry starts from the stored
+events; a write by another process shows up as a conflict and is retried the same way.
+Queries read through `reader(app)`, which never sees the writer's cache.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import threading
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.application import (
+    AggregateNotFoundError,
+    Application,
+    Repository,
+    project_aggregate,
+)
 from eventsourcing.persistence import IntegrityError
 
 from closedloop.errors import ConcurrencyConflict, DomainError, Unavailable
 
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from uuid import UUID
 
     from eventsourcing.domain import Aggregate
 
@@ -49,7 +62,9 @@ class UnitOfWork:
         found = self._aggregates.get(aggregate_id)
         if found is None:
             try:
-                found = self._app.repository.get(aggregate_id)
+                found = self._app.repository.get(
+                    aggregate_id, deepcopy_from_cache=False
+                )
             except AggregateNotFoundError:
                 return None
             self._aggregates[aggregate_id] = found
@@ -73,6 +88,15 @@ class UnitOfWork:
         for aggregate_id, aggregate in self._aggregates.items():
             for event in aggregate.pending_events[mark.get(aggregate_id, 0) :]:
                 meta.attach(event)
+
+    def evict(self) -> None:
+        """Drops what this unit touched from the cache: it may hold unsaved changes."""
+        cache = self._app.repository.cache
+        if cache is None:
+            return
+        for aggregate_id in self._aggregates:
+            with contextlib.suppress(KeyError):
+                cache.get(aggregate_id, evict=True)
 
     def save(self) -> int:
         """Saves every pending event in one transaction; returns how many."""
@@ -113,7 +137,11 @@ class CommandExecutor:
         self._on_saved = on_saved
         self._pending: deque[_Pending] = deque()
         self._wake = asyncio.Event()
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="commands")
+        self._thread = ThreadPoolExecutor(
+            max_workers=1,
+            thread_name_prefix="commands",
+            initializer=_mark_writer_thread,
+        )
         self._worker: asyncio.Task[None] | None = None
         self._closing = False
         self.batches = 0
@@ -194,15 +222,18 @@ class CommandExecutor:
             try:
                 saved = uow.save()
             except IntegrityError:
+                uow.evict()
                 isolate = len(items) > 1
                 if not isolate:
                     return [self._run_alone(*items[0], first_try_failed=True)]
             except Exception as error:  # noqa: BLE001 - the store is down: every caller hears it
+                uow.evict()
                 return [_Outcome(error=error) for _ in items]
             else:
                 if saved and self._on_saved is not None:
                     self._on_saved()
                 return outcomes
+        uow.evict()
         return [self._run_alone(command, meta) for command, meta in items]
 
     def _run_alone(
@@ -221,8 +252,11 @@ class CommandExecutor:
                 uow.attach_meta_since(mark, meta)
                 saved = uow.save()
             except IntegrityError:
+                uow.evict()
                 continue  # someone else wrote first: reload and decide again
             except Exception as error:  # noqa: BLE001 - handed to the caller's future
+                if not isinstance(error, DomainError) or uow.changed_since(mark):
+                    uow.evict()
                 return _Outcome(error=error)
             if saved and self._on_saved is not None:
                 self._on_saved()
@@ -232,3 +266,45 @@ class CommandExecutor:
                 "another writer changed the same record; retry the request"
             )
         )
+
+
+_writer_thread = threading.local()
+
+
+class SingleWriterRepository(Repository[UUID]):
+    """The writer thread works on cached aggregates; other threads read stored ones.
+
+    Only the command executor's thread changes aggregates, and it does so in place, so
+    any other thread (queries, event handlers) must not see its cache: it rebuilds the
+    aggregate from the stored events, which hold committed changes only.
+    """
+
+    def get(self, aggregate_id: UUID, **kwargs: Any) -> Any:
+        if kwargs.get("version") is None and not getattr(
+            _writer_thread, "active", False
+        ):
+            return self._reconstruct_aggregate(
+                aggregate_id, None, kwargs.get("projector_func", project_aggregate)
+            )
+        kwargs["deepcopy_from_cache"] = False
+        return super().get(aggregate_id, **kwargs)
+
+
+class ServiceStore(Application[UUID]):
+    """An event-sourced store with one writer: the command executor's thread."""
+
+    #: How many aggregates the writer keeps in memory.
+    cache_size = 10_000
+
+    def construct_repository(self) -> Repository[UUID]:
+        return SingleWriterRepository(
+            event_store=self.events,
+            snapshot_store=self.snapshots,
+            cache_maxsize=self.cache_size,
+            fastforward=False,
+            deepcopy_from_cache=False,
+        )
+
+
+def _mark_writer_thread() -> None:
+    _writer_thread.active = True

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import nats.errors
 import nats.js.errors
@@ -47,12 +47,12 @@ from closedloop.projections.store import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Coroutine, Sequence
 
     from nats.aio.client import Client
 
     from closedloop.projections.base import Projection
-    from closedloop.projections.reader import LogMessage
+    from closedloop.projections.reader import Batch, LogMessage
 
 log = logging.getLogger(__name__)
 
@@ -356,7 +356,7 @@ class GenerationRunner:
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(self.store.release, self.key, self.owner)
 
-    async def _follow(  # noqa: C901 - one loop: read, apply, switch, beat
+    async def _follow(  # noqa: C901, PLR0912 - one loop: read, apply, switch, beat
         self, reader: LogReader, stop: asyncio.Event, *, until_active: bool
     ) -> Outcome:
         opened = False
@@ -371,7 +371,11 @@ class GenerationRunner:
                             self.store.set_build_target, self.key, self.head
                         )
                     opened = True
-                batch = await reader.next_batch(self.settings.max_wait)
+                batch = await _unless_stopped(
+                    reader.next_batch(self.settings.max_wait), stop
+                )
+                if batch is None:
+                    break
             except (
                 ReaderReset,
                 nats.errors.Error,
@@ -449,6 +453,24 @@ class GenerationRunner:
                 parked=result.parked,
             )
         )
+
+
+async def _unless_stopped(
+    read: Coroutine[Any, Any, Batch], stop: asyncio.Event
+) -> Batch | None:
+    """The read's result, or None as soon as `stop` is set (the read is dropped)."""
+    reading = asyncio.ensure_future(read)
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({reading, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+    if reading.done():
+        return reading.result()
+    reading.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await reading
+    return None
 
 
 async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> bool:

@@ -222,7 +222,9 @@ class ReadStore:
             )
             if key.generation > 1:
                 for index in copy.indexes:
-                    index.name = f"{index.name}_g{key.generation}"
+                    index.name = sa.sql.quoted_name(
+                        f"{index.name}_g{key.generation}", quote=None
+                    )
             mapping[template] = copy
         self._tables[key] = mapping
         return mapping

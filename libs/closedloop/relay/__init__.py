@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import random
 import time
 import uuid
+from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -35,11 +37,25 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 EVENT_ID_NAMESPACE = uuid.UUID("6d0b3c4e-3f5a-4c41-9d52-2f6f0e5b7a10")
+_NAMESPACE_BYTES = EVENT_ID_NAMESPACE.bytes
 
 
 def event_id(originator_id: uuid.UUID | str, originator_version: int) -> str:
-    """The identity of a stored event, stable across retries and republishing."""
-    return str(uuid.uuid5(EVENT_ID_NAMESPACE, f"{originator_id}:{originator_version}"))
+    """The identity of a stored event, stable across retries and republishing.
+
+    A UUIDv5 of the aggregate id and version, computed without building UUID objects:
+    the relay does this for every event it publishes.
+    """
+    digest = bytearray(
+        hashlib.sha1(
+            _NAMESPACE_BYTES + f"{originator_id}:{originator_version}".encode(),
+            usedforsecurity=False,
+        ).digest()[:16]
+    )
+    digest[6] = (digest[6] & 0x0F) | 0x50
+    digest[8] = (digest[8] & 0x3F) | 0x80
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 @dataclass(frozen=True)
@@ -52,6 +68,10 @@ class RelaySettings:
     #: How long a skipped id is still looked for, in case it commits very late.
     gap_horizon: float = 900.0
     max_backoff: float = 5.0
+    #: Batches sent before the first one's acknowledgements are awaited.
+    window: int = 4
+    #: While busy, the stored position is written at most this often.
+    save_interval: float = 1.0
 
 
 class Relay:
@@ -86,6 +106,10 @@ class Relay:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.published = 0
         self.ready = asyncio.Event()
+        self._in_flight: deque[tuple[list[asyncio.Future[Any]], int]] = deque()
+        self._sent_position = 0
+        self._saved: RelayState | None = None
+        self._last_save = 0.0
 
     @property
     def position(self) -> int:
@@ -149,6 +173,9 @@ class Relay:
                 )
             self.state = RelayState(position=in_stream, open_gaps=stored.open_gaps)
         await asyncio.to_thread(self._positions.save, self.name, self.state)
+        self._saved = self.state
+        self._sent_position = self.state.position
+        self._in_flight.clear()
 
     async def _stream_position(self) -> int | None:
         info = await self._js.stream_info(self._stream)
@@ -159,34 +186,88 @@ class Relay:
         return int(value) if value is not None else None
 
     async def step(self) -> bool:
-        """Publishes what is ready; True if anything moved."""
+        """Publishes what is ready; True if anything moved.
+
+        Reading, mapping and sending the next batches overlaps with waiting for the
+        acknowledgements of earlier ones (a window of batches in flight). The stored
+        position only ever moves to the end of a batch whose every message was
+        acknowledged, in order; any failure drops the window and sends again from
+        there (JetStream drops the duplicates by message id).
+        """
         if not self._nc.is_connected:
             raise nats.errors.ConnectionClosedError
-        moved = await self._publish_late_arrivals()
-        start = self.state.position + 1
+        moved = False
+        if not self._in_flight:
+            moved = await self._publish_late_arrivals()
+            self._sent_position = self.state.position
+        try:
+            while len(self._in_flight) < self.settings.window:
+                batch = await self._send_next_batch()
+                if batch is None:
+                    break
+                self._in_flight.append(batch)
+            if not self._in_flight:
+                await self._save_position(force=False)
+                return moved
+            futures, position = self._in_flight[0]
+            if futures:
+                await asyncio.wait_for(
+                    asyncio.gather(*futures), timeout=self.settings.publish_timeout
+                )
+                self.published += len(futures)
+            self._in_flight.popleft()
+        except BaseException:
+            for futures, _ in self._in_flight:
+                for future in futures:
+                    future.cancel()
+            self._in_flight.clear()
+            self._sent_position = self.state.position
+            raise
+        self.state = RelayState(position=position, open_gaps=self.state.open_gaps)
+        await self._save_position(force=not self._in_flight)
+        return True
+
+    async def _send_next_batch(self) -> tuple[list[asyncio.Future[Any]], int] | None:
         notifications = await asyncio.to_thread(
-            self._recorder.select_notifications, start, self.settings.batch_size
+            self._recorder.select_notifications,
+            self._sent_position + 1,
+            self.settings.batch_size,
         )
-        ready, new_position, skipped = self._contiguous(notifications)
-        if new_position == self.state.position:
-            return moved
+        ready, new_position, skipped = self._contiguous(
+            notifications, self._sent_position
+        )
+        if new_position == self._sent_position:
+            return None
         if skipped:
             # Remember the missing ids before moving past them, so that a crash
             # cannot forget an event that commits late.
             gaps = dict(self.state.open_gaps)
             gaps.update(dict.fromkeys(skipped, time.time()))
             self.state = RelayState(position=self.state.position, open_gaps=gaps)
-            await asyncio.to_thread(self._positions.save, self.name, self.state)
-        await self._publish(ready)
-        self.state = RelayState(position=new_position, open_gaps=self.state.open_gaps)
+            await self._save_position(force=True)
+        futures = await self._send(ready)
+        self._sent_position = new_position
+        return futures, new_position
+
+    async def _save_position(self, *, force: bool) -> None:
+        """Stores the position at most once a second while busy.
+
+        The stream's last message carries it too, and a restart resumes from there.
+        """
+        now = time.monotonic()
+        if self._saved == self.state or (
+            not force and now - self._last_save < self.settings.save_interval
+        ):
+            return
         await asyncio.to_thread(self._positions.save, self.name, self.state)
-        return True
+        self._saved = self.state
+        self._last_save = now
 
     def _contiguous(
-        self, notifications: Sequence[Notification]
+        self, notifications: Sequence[Notification], after: int
     ) -> tuple[list[Notification], int, list[int]]:
         """The notifications that may go now, the position after them, ids skipped."""
-        expected = self.state.position + 1
+        expected = after + 1
         ready: list[Notification] = []
         skipped: list[int] = []
         now = time.monotonic()
@@ -228,13 +309,13 @@ class Relay:
             await asyncio.to_thread(self._positions.save, self.name, self.state)
         return bool(late)
 
-    async def _publish(
+    async def _send(
         self,
         notifications: Sequence[Notification],
         *,
         relay_position: int | None = None,
-    ) -> None:
-        """Pipelined: every message is sent before any acknowledgement is awaited.
+    ) -> list[asyncio.Future[Any]]:
+        """Sends without waiting: the acknowledgements are awaited by the caller.
 
         Each message carries the relay position reached once it is stored (its own
         notification id, or the current position for an event committed late), so
@@ -256,6 +337,15 @@ class Relay:
                     ),
                 )
             )
+        return futures
+
+    async def _publish(
+        self,
+        notifications: Sequence[Notification],
+        *,
+        relay_position: int | None = None,
+    ) -> None:
+        futures = await self._send(notifications, relay_position=relay_position)
         if futures:
             await asyncio.wait_for(
                 asyncio.gather(*futures), timeout=self.settings.publish_timeout

@@ -36,9 +36,7 @@ class RelayPositions:
             connect_args = {"timeout": 30}
         elif schema:
             connect_args = {"options": f"-csearch_path={schema}"}
-        self._engine = sa.create_engine(
-            url, connect_args=connect_args, pool_pre_ping=True
-        )
+        self._engine = sa.create_engine(url, connect_args=connect_args)
         metadata.create_all(self._engine, checkfirst=True)
 
     def load(self, name: str) -> RelayState:

@@ -169,8 +169,10 @@ def decide(history: Iterable[Change], purpose: str, channel: str) -> Decision:
 
 
 def pairs_of(history: Iterable[Change]) -> list[tuple[str, str]]:
-    """The pairs a subject's history names: each grant's and each withdrawal's
-    (scopes included, as their own rows), and "all on every channel" once erased.
+    """The (purpose, channel) pairs a subject's history names.
+
+    Each grant's and each withdrawal's pair (scopes included, as their own rows),
+    and "all on every channel" once the subject was erased.
     """
     found: set[tuple[str, str]] = set()
     for change in history:

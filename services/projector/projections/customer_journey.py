@@ -88,8 +88,10 @@ def consent_name(enum: Any, prefix: str, number: int) -> str:
 
 
 class CustomerJourney(Projection):
-    """Per person, every touchpoint, stage change, consent change, deal event and
-    revenue, in business-time order, following identification and merges.
+    """A person's touchpoints, stages, consent, deals and revenue, in time order.
+
+    It follows identification (visitors) and merges (duplicate leads), and orders
+    by business time, ties in recording order.
 
     Facts are stored under the lead, visitor or email they were recorded for, so
     the order in which contexts arrive does not matter; the person is put together

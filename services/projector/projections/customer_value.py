@@ -104,8 +104,9 @@ def acquisition_of(first: Touch | None) -> str:
 
 
 class CustomerValue(Projection):
-    """Revenue per customer over time (realised lifetime value), and whether the
-    customer was earned or bought, for NRR, LTV by cohort and the earned growth rate.
+    """Revenue per customer over time (realised LTV), and earned or bought.
+
+    It feeds NRR, LTV by cohort and the earned growth rate.
 
     A customer is a person (surviving lead) with a won deal, acquired at the first
     win. Revenue is what the deal context recognised (RevenueRecognized: new,
@@ -126,7 +127,9 @@ class CustomerValue(Projection):
     )
     tables = (*identity.all(), deals, revenues, customers, monthly)
 
-    def apply(self, batch: Sequence[Event], ctx: ApplyContext) -> None:
+    def apply(  # noqa: C901, PLR0912 - a branch per event type
+        self, batch: Sequence[Event], ctx: ApplyContext
+    ) -> None:
         ids = Identity.of(ctx, identity)
         dirty: set[str] = set()
         touches: list[dict[str, Any]] = []

@@ -90,9 +90,11 @@ visitors = sa.Table(
 
 
 class FunnelByChannel(Projection):
-    """Where each person entered (first-touch channel, and last touch before the lead
-    was created) and when they first reached each stage, to compare channels by
-    cohort conversion, close rate and time between stages.
+    """Where each person entered the funnel, and when they reached each stage.
+
+    The entry is the first-touch channel and the last touch before the lead was
+    created; with the first time of each stage, channels compare by cohort
+    conversion, close rate and time between stages.
 
     Facts (touches, links, merges, stage times, deals) are stored under their own
     keys; after each batch the rows of the people it touched are worked out again
@@ -119,7 +121,9 @@ class FunnelByChannel(Projection):
     )
     tables = (*identity.all(), stages, deals, people, visitors)
 
-    def apply(self, batch: Sequence[Event], ctx: ApplyContext) -> None:  # noqa: C901 - a branch per event
+    def apply(  # noqa: C901, PLR0912, PLR0915 - a branch per event type
+        self, batch: Sequence[Event], ctx: ApplyContext
+    ) -> None:
         ids = Identity.of(ctx, identity)
         dirty_leads: set[str] = set()
         dirty_visitors: set[str] = set()

@@ -41,7 +41,7 @@ conversions = sa.Table(
     sa.Column("occurred_at_us", sa.BigInteger, nullable=False),
     sa.Column("currency", sa.String(3), nullable=False),
     sa.Column("amount_minor", sa.BigInteger, nullable=False),
-    # [[channel, campaign, amount, customers], ...]
+    # JSON: a list of [channel, campaign, amount, customers] per credit.
     sa.Column("credits", sa.Text, nullable=False),
     sa.Column("fallback", sa.String(200), nullable=False, default=""),
 )
@@ -93,8 +93,9 @@ SpendKey = tuple[str, str, str, str]
 
 
 class RevenueByChannel(Projection):
-    """Revenue credited per channel and campaign, per attribution model and month,
-    next to the spend recorded for the same channel, campaign and month.
+    """Credited revenue per channel, campaign, attribution model and month.
+
+    Next to it, the spend recorded for the same channel, campaign and month.
 
     Credits come from RevenueAttributed (one event per conversion and model), spend
     from SpendRecorded, split over the months of its period by time. Each
@@ -176,7 +177,7 @@ class RevenueByChannel(Projection):
         rows = [spend_row(e) for e in events]
         ids = {r["spend_id"] for r in rows}
         known = {
-            row.spend_id: dict(row._mapping)
+            row.spend_id: dict(row._mapping)  # noqa: SLF001 - SQLAlchemy's public Row API
             for row in ctx.conn.execute(
                 sa.select(table).where(table.c.spend_id.in_(ids))
             )
@@ -324,7 +325,7 @@ def _existing(
     for start in range(0, len(deal_ids), 500):
         chunk = deal_ids[start : start + 500]
         for row in ctx.conn.execute(sa.select(table).where(table.c.deal_id.in_(chunk))):
-            mapping = dict(row._mapping)
+            mapping = dict(row._mapping)  # noqa: SLF001 - SQLAlchemy's public Row API
             key = _conversion_key(mapping)
             if key in keys:
                 found[key] = mapping
