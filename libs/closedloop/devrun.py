@@ -29,6 +29,7 @@ SERVICES: tuple[tuple[str, str], ...] = (
     ("lead", "closedloop.services.lead"),
     ("deal", "closedloop.services.deal"),
     ("consent", "closedloop.services.consent"),
+    ("attribution", "closedloop.services.attribution"),
 )
 
 

@@ -135,6 +135,7 @@ class CustomerJourney(Projection):
             row = self._apply_event(event, people)
             if row is not None:
                 rows.append(row)
+        people.flush()
         ctx.insert_missing(entries, rows)
 
     def _apply_event(  # noqa: C901, PLR0911 - one branch per event type

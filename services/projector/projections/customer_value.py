@@ -194,6 +194,7 @@ class CustomerValue(Projection):
                 )
                 dirty.add(m.lead_id)
         ids.record_touches(touches)
+        ids.flush()
         for anonymous_id in {
             t["owner_key"] for t in touches if t["owner_kind"] == VISITOR
         }:

@@ -177,6 +177,7 @@ class FunnelByChannel(Projection):
                 self._deal(ctx, ids, m)
                 dirty_leads.add(m.lead_id)
         ids.record_touches(touches)
+        ids.flush()
         dirty_visitors.discard("")
         dirty_leads.discard("")
         for anonymous_id in sorted(dirty_visitors):

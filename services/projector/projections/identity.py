@@ -10,7 +10,7 @@ the same people.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -110,6 +110,50 @@ class Touch:
         )
 
 
+#: Ids per IN (...) list: well under every database's limit of bound values.
+_CHUNK = 900
+
+
+@dataclass
+class Person:
+    """One person: the surviving lead, the leads merged into it, and their facts."""
+
+    root: str
+    members: list[str] = field(default_factory=list)
+    anonymous_ids: set[str] = field(default_factory=set)
+    touches: list[Touch] = field(default_factory=list)
+    #: The rows of the identity leads table, one per member.
+    leads: list[Any] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Owned:
+    owner: str
+    touch: Touch
+
+
+def _touch(row: Any) -> Touch:
+    return Touch(
+        row.touchpoint_id,
+        int(row.occurred_at_us),
+        int(row.recorded_at_us),
+        int(row.sequence),
+        row.channel,
+        row.campaign,
+        row.interaction,
+    )
+
+
+def _follow(parent: dict[str, str | None], lead_id: str) -> str:
+    current, seen = lead_id, {lead_id}
+    while True:
+        up = parent.get(current)
+        if not up or up in seen:
+            return current
+        seen.add(up)
+        current = up
+
+
 def channel_name(number: int) -> str:
     return enum_name(lead_types.Channel, "CHANNEL_", number) or NO_CHANNEL
 
@@ -152,12 +196,93 @@ def least(conn: sa.Connection, a: Any, b: Any) -> Any:
     return sa.func.min(a, b)
 
 
+_STATEMENTS: dict[tuple[sa.Table, str, str], Any] = {}
+
+
+def _statement(conn: sa.Connection, table: sa.Table, op: str) -> Any:
+    """Each upsert is built once per table and reused for every batch."""
+    key = (table, op, conn.dialect.name)
+    found = _STATEMENTS.get(key)
+    if found is None:
+        found = _STATEMENTS[key] = _build(conn, table, op)
+    return found
+
+
+def _build(conn: sa.Connection, table: sa.Table, op: str) -> Any:  # noqa: PLR0911 - one per op
+    statement = dialect_insert(conn, table)
+    excluded = statement.excluded
+    c = table.c
+    if op in {"ensure", "touch"}:
+        return statement.on_conflict_do_nothing()
+    if op == "capture":
+        return statement.on_conflict_do_update(
+            index_elements=["lead_id"],
+            set_={
+                "created_at_us": excluded.created_at_us,
+                # An erasure that arrived first wins: the digest is not kept.
+                "email_digest": sa.case(
+                    (c.erased_at_us.is_(None), excluded.email_digest), else_=None
+                ),
+            },
+        )
+    if op == "merge":
+        return statement.on_conflict_do_update(
+            index_elements=["lead_id"], set_={"merged_into": excluded.merged_into}
+        )
+    if op == "identify":
+        return statement.on_conflict_do_update(
+            index_elements=["anonymous_id", "lead_id"],
+            set_={
+                "identified_at_us": least(
+                    conn, c.identified_at_us, excluded.identified_at_us
+                )
+            },
+        )
+    if op == "erase":
+        earlier = sa.or_(
+            c.erased_at_us.is_(None), excluded.erased_at_us < c.erased_at_us
+        )
+        return statement.on_conflict_do_update(
+            index_elements=["lead_id"],
+            set_={
+                "erased_at_us": sa.case(
+                    (earlier, excluded.erased_at_us), else_=c.erased_at_us
+                ),
+                "email_digest": None,
+            },
+        )
+    if op == "stage":
+        newer = excluded.stage_version > c.stage_version
+        return statement.on_conflict_do_update(
+            index_elements=["lead_id"],
+            set_={
+                name: sa.case((newer, excluded[name]), else_=c[name])
+                for name in ("stage", "stage_at_us", "stage_version")
+            },
+        )
+    msg = f"unknown identity operation {op}"
+    raise ValueError(msg)
+
+
+#: The order a batch's identity facts are written in. Every operation commutes
+#: with the others (an erasure wins over a capture whichever comes first, stages
+#: go by version, identification by the earliest time), so the order is only for
+#: the rows that must exist first.
+_OPS = ("ensure", "capture", "merge", "stage", "erase", "identify", "touch")
+
+
 class Identity:
-    """Writes and resolves the identity facts of one generation's tables."""
+    """Writes and resolves the identity facts of one generation's tables.
+
+    Writes are collected and sent in bulk (one statement per kind) when a batch is
+    done or before anything is read back.
+    """
 
     def __init__(self, conn: sa.Connection, tables: IdentityTables) -> None:
         self.conn = conn
         self.t = tables
+        self._pending: dict[str, list[dict[str, Any]]] = {op: [] for op in _OPS}
+        self._ensured: set[str] = set()
 
     @classmethod
     def of(cls, ctx: ApplyContext, templates: IdentityTables) -> Identity:
@@ -172,127 +297,83 @@ class Identity:
 
     # -- writing facts -------------------------------------------------------------
 
-    def _insert(self, table: sa.Table) -> Any:
-        return dialect_insert(self.conn, table)
+    def flush(self) -> None:
+        tables = {
+            "ensure": self.t.leads,
+            "capture": self.t.leads,
+            "merge": self.t.leads,
+            "stage": self.t.leads,
+            "erase": self.t.leads,
+            "identify": self.t.visitors,
+            "touch": self.t.touches,
+        }
+        for op in _OPS:
+            rows = self._pending[op]
+            if rows:
+                self.conn.execute(_statement(self.conn, tables[op], op), rows)
+                self._pending[op] = []
 
     def ensure_leads(self, lead_ids: Iterable[str]) -> None:
-        rows = [{"lead_id": lead_id} for lead_id in dict.fromkeys(lead_ids) if lead_id]
-        if rows:
-            self.conn.execute(self._insert(self.t.leads).on_conflict_do_nothing(), rows)
+        for lead_id in lead_ids:
+            if lead_id and lead_id not in self._ensured:
+                self._ensured.add(lead_id)
+                self._pending["ensure"].append({"lead_id": lead_id})
 
     def capture(self, lead_id: str, created_at_us: int, email_digest: str) -> None:
-        leads = self.t.leads
-        statement = self._insert(leads).values(
-            lead_id=lead_id,
-            created_at_us=created_at_us,
-            email_digest=email_digest or None,
+        self.ensure_leads([lead_id])
+        self._pending["capture"].append(
+            {
+                "lead_id": lead_id,
+                "created_at_us": created_at_us,
+                "email_digest": email_digest or None,
+            }
         )
-        statement = statement.on_conflict_do_update(
-            index_elements=["lead_id"],
-            set_={
-                "created_at_us": statement.excluded.created_at_us,
-                # An erasure that arrived first wins: the digest is not kept.
-                "email_digest": sa.case(
-                    (leads.c.erased_at_us.is_(None), statement.excluded.email_digest),
-                    else_=None,
-                ),
-            },
-        )
-        self.conn.execute(statement)
 
     def merge(self, merged_lead_id: str, surviving_lead_id: str) -> None:
-        self.ensure_leads([surviving_lead_id])
-        statement = self._insert(self.t.leads).values(
-            lead_id=merged_lead_id, merged_into=surviving_lead_id
-        )
-        self.conn.execute(
-            statement.on_conflict_do_update(
-                index_elements=["lead_id"],
-                set_={"merged_into": statement.excluded.merged_into},
-            )
+        self.ensure_leads([merged_lead_id, surviving_lead_id])
+        self._pending["merge"].append(
+            {"lead_id": merged_lead_id, "merged_into": surviving_lead_id}
         )
 
     def identify(self, anonymous_id: str, lead_id: str, at_us: int) -> None:
         if not anonymous_id or not lead_id:
             return
         self.ensure_leads([lead_id])
-        statement = self._insert(self.t.visitors).values(
-            anonymous_id=anonymous_id, lead_id=lead_id, identified_at_us=at_us
-        )
-        self.conn.execute(
-            statement.on_conflict_do_update(
-                index_elements=["anonymous_id", "lead_id"],
-                set_={
-                    "identified_at_us": least(
-                        self.conn,
-                        self.t.visitors.c.identified_at_us,
-                        statement.excluded.identified_at_us,
-                    )
-                },
-            )
+        self._pending["identify"].append(
+            {
+                "anonymous_id": anonymous_id,
+                "lead_id": lead_id,
+                "identified_at_us": at_us,
+            }
         )
 
     def erase(self, lead_id: str, at_us: int) -> None:
         """Marks the lead erased (earliest erasure wins) and forgets its digest."""
-        leads = self.t.leads
-        statement = self._insert(leads).values(
-            lead_id=lead_id, erased_at_us=at_us, email_digest=None
-        )
-        self.conn.execute(
-            statement.on_conflict_do_update(
-                index_elements=["lead_id"],
-                set_={
-                    "erased_at_us": sa.case(
-                        (
-                            sa.or_(
-                                leads.c.erased_at_us.is_(None),
-                                statement.excluded.erased_at_us < leads.c.erased_at_us,
-                            ),
-                            statement.excluded.erased_at_us,
-                        ),
-                        else_=leads.c.erased_at_us,
-                    ),
-                    "email_digest": None,
-                },
-            )
+        self.ensure_leads([lead_id])
+        self._pending["erase"].append(
+            {"lead_id": lead_id, "erased_at_us": at_us, "email_digest": None}
         )
 
     def set_stage(self, lead_id: str, stage: str, at_us: int, version: int) -> None:
         """The lead's stage as of its newest event; older or replayed ones lose."""
-        leads = self.t.leads
-        statement = self._insert(leads).values(
-            lead_id=lead_id, stage=stage, stage_at_us=at_us, stage_version=version
-        )
-        newer = statement.excluded.stage_version > leads.c.stage_version
-        self.conn.execute(
-            statement.on_conflict_do_update(
-                index_elements=["lead_id"],
-                set_={
-                    "stage": sa.case(
-                        (newer, statement.excluded.stage), else_=leads.c.stage
-                    ),
-                    "stage_at_us": sa.case(
-                        (newer, statement.excluded.stage_at_us),
-                        else_=leads.c.stage_at_us,
-                    ),
-                    "stage_version": sa.case(
-                        (newer, statement.excluded.stage_version),
-                        else_=leads.c.stage_version,
-                    ),
-                },
-            )
+        self.ensure_leads([lead_id])
+        self._pending["stage"].append(
+            {
+                "lead_id": lead_id,
+                "stage": stage,
+                "stage_at_us": at_us,
+                "stage_version": version,
+            }
         )
 
     def record_touches(self, rows: Sequence[dict[str, Any]]) -> None:
-        if rows:
-            self.conn.execute(
-                self._insert(self.t.touches).on_conflict_do_nothing(), rows
-            )
+        self._pending["touch"].extend(rows)
 
     # -- resolving people ----------------------------------------------------------
 
     def root(self, lead_id: str) -> str:
         """The surviving lead: merged_into followed to its end."""
+        self.flush()
         leads = self.t.leads
         current, seen = lead_id, {lead_id}
         while True:
@@ -307,8 +388,116 @@ class Identity:
     def roots(self, lead_ids: Iterable[str]) -> set[str]:
         return {self.root(lead_id) for lead_id in set(lead_ids) if lead_id}
 
+    def people(self, lead_ids: Iterable[str]) -> dict[str, Person]:
+        """The people these leads belong to, by surviving lead, in a few queries.
+
+        What `root`, `members`, `anonymous_ids`, `touches` and `lead_rows` give for
+        one person, for many at once: a batch refreshes all it touched together.
+        """
+        self.flush()
+        leads, visitors = self.t.leads, self.t.visitors
+        wanted = {lead_id for lead_id in lead_ids if lead_id}
+        parent: dict[str, str | None] = {}
+        frontier = set(wanted)
+        while frontier:
+            found = dict(
+                self._rows(
+                    sa.select(leads.c.lead_id, leads.c.merged_into),
+                    leads.c.lead_id,
+                    frontier,
+                )
+            )
+            for lead_id in frontier:
+                parent[lead_id] = found.get(lead_id)
+            frontier = {p for p in found.values() if p and p not in parent}
+        roots = {_follow(parent, lead_id) for lead_id in wanted}
+        owner = {root: root for root in roots}
+        frontier = set(roots)
+        while frontier:
+            children = self._rows(
+                sa.select(leads.c.lead_id, leads.c.merged_into),
+                leads.c.merged_into,
+                frontier,
+            )
+            frontier = set()
+            for child, up in children:
+                if child not in owner:
+                    owner[child] = owner[up]
+                    frontier.add(child)
+        people = {root: Person(root) for root in roots}
+        for lead_id, root in owner.items():
+            people[root].members.append(lead_id)
+        for row in self._rows(sa.select(leads), leads.c.lead_id, set(owner)):
+            people[owner[row.lead_id]].leads.append(row)
+        visitor_owners: dict[str, set[str]] = {}
+        for anonymous_id, lead_id in self._rows(
+            sa.select(visitors.c.anonymous_id, visitors.c.lead_id),
+            visitors.c.lead_id,
+            set(owner),
+        ):
+            visitor_owners.setdefault(anonymous_id, set()).add(owner[lead_id])
+            people[owner[lead_id]].anonymous_ids.add(anonymous_id)
+        for kind, touch in self._touches_of(set(owner), set(visitor_owners)):
+            if kind == LEAD:
+                people[owner[touch.owner]].touches.append(touch.touch)
+            else:
+                for root in visitor_owners[touch.owner]:
+                    people[root].touches.append(touch.touch)
+        for person in people.values():
+            person.members.sort()
+            person.touches.sort(key=lambda t: t.order)
+        return people
+
+    def visitor_touches(self, anonymous_ids: Iterable[str]) -> dict[str, list[Touch]]:
+        """Each visitor's own touches, in journey order."""
+        self.flush()
+        found: dict[str, list[Touch]] = {a: [] for a in anonymous_ids}
+        for _, owned in self._touches_of(set(), set(found)):
+            found[owned.owner].append(owned.touch)
+        for touches in found.values():
+            touches.sort(key=lambda t: t.order)
+        return found
+
+    def identified_at(self, anonymous_ids: Iterable[str]) -> dict[str, int]:
+        """When each visitor was first identified (absent: never)."""
+        self.flush()
+        visitors = self.t.visitors
+        found: dict[str, int] = {}
+        for anonymous_id, at in self._rows(
+            sa.select(visitors.c.anonymous_id, visitors.c.identified_at_us),
+            visitors.c.anonymous_id,
+            set(anonymous_ids),
+        ):
+            found[anonymous_id] = min(found.get(anonymous_id, at), at)
+        return found
+
+    def _rows(
+        self, query: sa.Select[Any], column: sa.ColumnElement[Any], values: set[str]
+    ) -> list[Any]:
+        """The rows whose `column` is one of `values`, asked in chunks."""
+        ordered = sorted(values)
+        rows: list[Any] = []
+        for start in range(0, len(ordered), _CHUNK):
+            chunk = ordered[start : start + _CHUNK]
+            rows.extend(self.conn.execute(query.where(column.in_(chunk))))
+        return rows
+
+    def _touches_of(
+        self, lead_ids: set[str], anonymous_ids: set[str]
+    ) -> list[tuple[str, _Owned]]:
+        touches = self.t.touches
+        found: list[tuple[str, _Owned]] = []
+        for kind, keys in ((LEAD, lead_ids), (VISITOR, anonymous_ids)):
+            query = sa.select(touches).where(touches.c.owner_kind == kind)
+            found.extend(
+                (kind, _Owned(row.owner_key, _touch(row)))
+                for row in self._rows(query, touches.c.owner_key, keys)
+            )
+        return found
+
     def members(self, root: str) -> list[str]:
         """The root and every lead merged into it, directly or not."""
+        self.flush()
         leads = self.t.leads
         found, frontier = [root], [root]
         while frontier:
@@ -324,6 +513,7 @@ class Identity:
         return found
 
     def anonymous_ids(self, lead_ids: Sequence[str]) -> list[str]:
+        self.flush()
         visitors = self.t.visitors
         return sorted(
             {
@@ -337,6 +527,7 @@ class Identity:
         )
 
     def leads_of_visitor(self, anonymous_id: str) -> list[str]:
+        self.flush()
         visitors = self.t.visitors
         return [
             row[0]
@@ -351,6 +542,7 @@ class Identity:
         self, lead_ids: Sequence[str], anonymous_ids: Sequence[str]
     ) -> list[Touch]:
         """The person's touches in journey order."""
+        self.flush()
         touches = self.t.touches
         owned = sa.or_(
             sa.and_(touches.c.owner_kind == LEAD, touches.c.owner_key.in_(lead_ids)),
@@ -359,20 +551,12 @@ class Identity:
             ),
         )
         found = [
-            Touch(
-                row.touchpoint_id,
-                int(row.occurred_at_us),
-                int(row.recorded_at_us),
-                int(row.sequence),
-                row.channel,
-                row.campaign,
-                row.interaction,
-            )
-            for row in self.conn.execute(sa.select(touches).where(owned))
+            _touch(row) for row in self.conn.execute(sa.select(touches).where(owned))
         ]
         return sorted(found, key=lambda t: t.order)
 
     def lead_rows(self, lead_ids: Sequence[str]) -> list[Any]:
+        self.flush()
         leads = self.t.leads
         return list(
             self.conn.execute(sa.select(leads).where(leads.c.lead_id.in_(lead_ids)))
