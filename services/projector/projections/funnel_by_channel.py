@@ -15,7 +15,9 @@ from closedloop.projections.times import micros
 from closedloop.services.projector.projections.identity import (
     VISITOR,
     Identity,
+    Person,
     Touch,
+    chunks,
     identity_tables,
     least,
     touch_row,
@@ -177,19 +179,11 @@ class FunnelByChannel(Projection):
                 self._deal(ctx, ids, m)
                 dirty_leads.add(m.lead_id)
         ids.record_touches(touches)
-        ids.flush()
         dirty_visitors.discard("")
         dirty_leads.discard("")
-        for anonymous_id in sorted(dirty_visitors):
-            dirty_leads.update(ids.leads_of_visitor(anonymous_id))
-            refresh_visitor(ctx, ids, anonymous_id)
-        for lead_id in sorted(dirty_leads):
-            root = ids.root(lead_id)
-            if root != lead_id:
-                table = ctx.table(people)
-                ctx.conn.execute(table.delete().where(table.c.lead_id == lead_id))
-        for root in sorted(ids.roots(dirty_leads)):
-            refresh_person(ctx, ids, root)
+        dirty_leads.update(ids.leads_of_visitors(dirty_visitors))
+        refresh_visitors(ctx, ids, dirty_visitors)
+        refresh_people(ctx, ids, dirty_leads)
 
     @staticmethod
     def _stage(
@@ -241,88 +235,108 @@ class FunnelByChannel(Projection):
         )
 
 
-def refresh_person(ctx: ApplyContext, ids: Identity, root: str) -> None:
-    """Works the person's row out again from the facts (or removes it)."""
+def refresh_people(ctx: ApplyContext, ids: Identity, lead_ids: set[str]) -> None:
+    """Works the rows of the people of these leads out again from the facts.
+
+    A lead merged into another loses its row; a person not captured yet has none.
+    """
     table = ctx.table(people)
-    members = ids.members(root)
-    rows = ids.lead_rows(members)
-    created = [r.created_at_us for r in rows if r.created_at_us is not None]
-    ctx.conn.execute(table.delete().where(table.c.lead_id == root))
+    everyone = ids.people(lead_ids)
+    for chunk in chunks(lead_ids | set(everyone)):
+        ctx.conn.execute(table.delete().where(table.c.lead_id.in_(chunk)))
+    members = {m for person in everyone.values() for m in person.members}
+    firsts: dict[str, dict[str, int]] = defaultdict(dict)
+    stage_table = ctx.table(stages)
+    for chunk in chunks(members):
+        for row in ctx.conn.execute(
+            sa.select(stage_table).where(stage_table.c.lead_id.in_(chunk))
+        ):
+            firsts[row.lead_id][row.stage] = row.first_at_us
+    by_lead: dict[str, list[Any]] = defaultdict(list)
+    deal_table = ctx.table(deals)
+    for chunk in chunks(members):
+        for row in ctx.conn.execute(
+            sa.select(deal_table).where(deal_table.c.lead_id.in_(chunk))
+        ):
+            by_lead[row.lead_id].append(row)
+    rows = []
+    for root, person in sorted(everyone.items()):
+        row = person_row(person, firsts, by_lead)
+        if row is not None:
+            rows.append(row)
+    if rows:
+        ctx.conn.execute(table.insert(), rows)
+
+
+def person_row(
+    person: Person,
+    firsts: dict[str, dict[str, int]],
+    deals_of: dict[str, list[Any]],
+) -> dict[str, Any] | None:
+    created = [r.created_at_us for r in person.leads if r.created_at_us is not None]
     if not created:
-        return  # not captured yet: the person joins the funnel with LeadCaptured
+        return None  # not captured yet: the person joins the funnel with LeadCaptured
     created_at = min(created)
-    root_row = next((r for r in rows if r.lead_id == root), None)
+    root_row = next((r for r in person.leads if r.lead_id == person.root), None)
     touches = [
         t
-        for t in ids.touches(members, ids.anonymous_ids(members))
+        for t in person.touches
         if created_at - LOOKBACK_US <= t.occurred_at_us <= created_at
     ]
-    firsts: dict[str, int] = {}
-    stage_table = ctx.table(stages)
-    for row in ctx.conn.execute(
-        sa.select(stage_table).where(stage_table.c.lead_id.in_(members))
-    ):
-        firsts[row.stage] = min(firsts.get(row.stage, row.first_at_us), row.first_at_us)
-    deal_table = ctx.table(deals)
+    stage_times: dict[str, int] = {}
+    for member in person.members:
+        for stage, at in firsts.get(member, {}).items():
+            stage_times[stage] = min(stage_times.get(stage, at), at)
     won: dict[str, int] = defaultdict(int)
     won_at: list[int] = []
-    opened_at: list[int] = []
-    for row in ctx.conn.execute(
-        sa.select(deal_table).where(deal_table.c.lead_id.in_(members))
-    ):
-        if row.opened_at_us is not None:
-            opened_at.append(row.opened_at_us)
-        if row.won_at_us is not None:
-            won_at.append(row.won_at_us)
-            won[row.currency] += int(row.won_minor or 0)
-    opportunity = [
-        *opened_at,
-        *([firsts[OPPORTUNITY]] if OPPORTUNITY in firsts else []),
-    ]
-    ctx.conn.execute(
-        table.insert().values(
-            lead_id=root,
-            created_at_us=created_at,
-            first_channel=_channel(touches[:1]),
-            last_channel=_channel(touches[-1:]),
-            mql_at_us=firsts.get(MQL),
-            sal_at_us=firsts.get(SAL),
-            opportunity_at_us=min(opportunity) if opportunity else None,
-            won_at_us=min(won_at) if won_at else None,
-            disqualified=bool(
-                root_row is not None and root_row.stage == "disqualified"
-            ),
-            won_revenue=json.dumps(dict(sorted(won.items()))),
-        )
-    )
+    opportunity = [stage_times[OPPORTUNITY]] if OPPORTUNITY in stage_times else []
+    for member in person.members:
+        for deal in deals_of.get(member, []):
+            if deal.opened_at_us is not None:
+                opportunity.append(deal.opened_at_us)
+            if deal.won_at_us is not None:
+                won_at.append(deal.won_at_us)
+                won[deal.currency] += int(deal.won_minor or 0)
+    return {
+        "lead_id": person.root,
+        "created_at_us": created_at,
+        "first_channel": _channel(touches[:1]),
+        "last_channel": _channel(touches[-1:]),
+        "mql_at_us": stage_times.get(MQL),
+        "sal_at_us": stage_times.get(SAL),
+        "opportunity_at_us": min(opportunity) if opportunity else None,
+        "won_at_us": min(won_at) if won_at else None,
+        "disqualified": bool(root_row is not None and root_row.stage == "disqualified"),
+        "won_revenue": json.dumps(dict(sorted(won.items()))),
+    }
 
 
-def refresh_visitor(ctx: ApplyContext, ids: Identity, anonymous_id: str) -> None:
+def refresh_visitors(ctx: ApplyContext, ids: Identity, anonymous_ids: set[str]) -> None:
     table = ctx.table(visitors)
-    ctx.conn.execute(table.delete().where(table.c.anonymous_id == anonymous_id))
-    touches = ids.touches([], [anonymous_id])
-    if not touches:
-        return
-    link = ids.t.visitors
-    identified_at = ctx.conn.execute(
-        sa.select(sa.func.min(link.c.identified_at_us)).where(
-            link.c.anonymous_id == anonymous_id
+    for chunk in chunks(anonymous_ids):
+        ctx.conn.execute(table.delete().where(table.c.anonymous_id.in_(chunk)))
+    identified = ids.identified_at(anonymous_ids)
+    rows = []
+    for anonymous_id, touches in sorted(ids.visitor_touches(anonymous_ids).items()):
+        if not touches:
+            continue
+        identified_at = identified.get(anonymous_id)
+        before = (
+            [t for t in touches if t.occurred_at_us <= identified_at]
+            if identified_at is not None
+            else touches
         )
-    ).scalar()
-    before = (
-        [t for t in touches if t.occurred_at_us <= identified_at]
-        if identified_at is not None
-        else touches
-    )
-    ctx.conn.execute(
-        table.insert().values(
-            anonymous_id=anonymous_id,
-            first_at_us=touches[0].occurred_at_us,
-            first_channel=touches[0].channel,
-            last_channel=_channel(before[-1:] or touches[:1]),
-            identified=identified_at is not None,
+        rows.append(
+            {
+                "anonymous_id": anonymous_id,
+                "first_at_us": touches[0].occurred_at_us,
+                "first_channel": touches[0].channel,
+                "last_channel": _channel(before[-1:] or touches[:1]),
+                "identified": identified_at is not None,
+            }
         )
-    )
+    if rows:
+        ctx.conn.execute(table.insert(), rows)
 
 
 def _channel(touches: Sequence[Touch]) -> str:

@@ -114,6 +114,12 @@ class Touch:
 _CHUNK = 900
 
 
+def chunks(values: Iterable[str]) -> list[list[str]]:
+    """Sorted values cut into IN (...) lists of a safe length."""
+    ordered = sorted(values)
+    return [ordered[i : i + _CHUNK] for i in range(0, len(ordered), _CHUNK)]
+
+
 @dataclass
 class Person:
     """One person: the surviving lead, the leads merged into it, and their facts."""
@@ -525,6 +531,18 @@ class Identity:
                 )
             }
         )
+
+    def leads_of_visitors(self, anonymous_ids: Iterable[str]) -> set[str]:
+        self.flush()
+        visitors = self.t.visitors
+        return {
+            row[0]
+            for row in self._rows(
+                sa.select(visitors.c.lead_id),
+                visitors.c.anonymous_id,
+                set(anonymous_ids),
+            )
+        }
 
     def leads_of_visitor(self, anonymous_id: str) -> list[str]:
         self.flush()
