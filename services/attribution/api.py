@@ -12,6 +12,7 @@ from closedloop.attribution.v1 import attribution_service_pb2_grpc
 from closedloop.errors import InvalidArgument
 from closedloop.grpckit import request_meta
 from closedloop.grpckit import validation as check
+from closedloop.money import Money
 from closedloop.services.attribution.application import (
     Attributions,
     RecordSpend,
@@ -25,7 +26,6 @@ from closedloop.services.attribution.domain import (
     check_period,
     check_spend_amount,
 )
-from closedloop.services.attribution.money import Money
 from closedloop.services.attribution.wire import (
     channel_model_message,
     deal_attribution_message,

@@ -24,6 +24,7 @@ from eventsourcing.persistence import JSONTranscoder, Transcoding
 from closedloop.errors import FailedPrecondition, NotFound, Unavailable
 from closedloop.eventstore.metadata import EventMeta
 from closedloop.eventstore.unit_of_work import ServiceStore
+from closedloop.money import Money
 from closedloop.services.attribution.datadriven import credit_with_weights
 from closedloop.services.attribution.domain import (
     CHANNELS,
@@ -57,7 +58,6 @@ from closedloop.services.attribution.models import (
     counted_touches,
     credit,
 )
-from closedloop.services.attribution.money import Money
 from closedloop.services.attribution.settings import AttributionSettings
 from closedloop.services.attribution.training import EventFold, train_model
 

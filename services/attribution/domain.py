@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from eventsourcing.domain import Aggregate, event
 
 from closedloop.errors import InvalidArgument
+from closedloop.money import Money, check_currency
 from closedloop.services.attribution.models import Conversion, Credit, Touch
-from closedloop.services.attribution.money import Money, check_currency
 
 NAMESPACE = uuid.UUID("0c6b9a51-5e7f-4d2a-8b3c-71a4e2f9d6b8")
 

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from closedloop.attribution.v1 import attribution_service_pb2 as pb
 from closedloop.attribution.v1 import events_pb2
 from closedloop.common.v1 import money_pb2
+from closedloop.money import Money
 from closedloop.protobuf import timestamp
 from closedloop.services.attribution.domain import (
     ChannelModel,
@@ -19,7 +20,6 @@ from closedloop.services.attribution.domain import (
     SpendLedger,
     TrainedModel,
 )
-from closedloop.services.attribution.money import Money
 
 if TYPE_CHECKING:
     import uuid

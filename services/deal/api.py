@@ -11,6 +11,7 @@ from closedloop.deal.v1 import deal_service_pb2_grpc, types_pb2
 from closedloop.errors import InvalidArgument
 from closedloop.grpckit import request_meta
 from closedloop.grpckit import validation as check
+from closedloop.money import Money
 from closedloop.services.deal.application import (
     ChangeDealStage,
     Deals,
@@ -25,7 +26,6 @@ from closedloop.services.deal.domain import (
     check_open_stage,
     check_revenue_amount,
 )
-from closedloop.services.deal.money import Money
 from closedloop.services.deal.wire import (
     deal_message,
     loss_reason_name,

@@ -15,6 +15,7 @@ from closedloop.errors import NotFound
 from closedloop.eventstore.metadata import EventMeta
 from closedloop.eventstore.personal import PersonalDataApplication
 from closedloop.eventstore.unit_of_work import CommandExecutor, UnitOfWork
+from closedloop.money import Money
 from closedloop.services.deal.domain import (
     Deal,
     LeadDeals,
@@ -23,7 +24,6 @@ from closedloop.services.deal.domain import (
     lead_deals_id,
     revenue_id_for,
 )
-from closedloop.services.deal.money import Money
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from eventsourcing.domain import Aggregate, event
 
 from closedloop.errors import FailedPrecondition, InvalidArgument, NotFound
-from closedloop.services.deal.money import Money, check_currency
+from closedloop.money import Money, check_currency
 
 NAMESPACE = uuid.UUID("6d2f4a7c-1b3e-4f58-9a0c-5e7d8b2c4f61")
 

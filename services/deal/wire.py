@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING, Any
 from closedloop.common.v1 import money_pb2
 from closedloop.deal.v1 import deal_service_pb2, events_pb2, types_pb2
 from closedloop.eventstore.metadata import META_ATTRIBUTE, EventMeta
+from closedloop.money import Money
 from closedloop.protobuf import enum_name, enum_number, timestamp, to_datetime
 from closedloop.services.deal.domain import Deal, LeadDeals, Revenue
-from closedloop.services.deal.money import Money
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -178,6 +178,7 @@ def _prefill(path: Path, rows: list[Row]) -> Any:
     import uuid  # noqa: PLC0415
 
     from closedloop.eventstore.store import StoreLocation  # noqa: PLC0415
+    from closedloop.money import Money  # noqa: PLC0415
     from closedloop.services.attribution.application import (  # noqa: PLC0415
         AttributionStore,
     )
@@ -186,7 +187,6 @@ def _prefill(path: Path, rows: list[Row]) -> Any:
         PersonJourney,
         WinSnapshot,
     )
-    from closedloop.services.attribution.money import Money  # noqa: PLC0415
 
     store = AttributionStore(
         env=StoreLocation.parse(f"sqlite:///{path}").eventsourcing_env()

@@ -90,7 +90,9 @@ async def test_an_installed_projection_is_backfilled_by_add(
     assert by_name["touch_count"]["source"] == (
         "entry point touch_count = extra_projection.touch_count:TouchCount"
     )
-    assert by_name["touch_count"]["handles"] == ["closedloop.lead.v1.TouchpointRecorded"]
+    assert by_name["touch_count"]["handles"] == [
+        "closedloop.lead.v1.TouchpointRecorded"
+    ]
 
     added = await asyncio.to_thread(
         run,

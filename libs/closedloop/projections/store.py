@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -183,6 +184,7 @@ class ReadStore:
         self.kind = location.kind
         self.engine = _engine(location)
         self._tables: dict[GenerationKey, dict[sa.Table, sa.Table]] = {}
+        self._write_lock = threading.Lock()
         if create:
             if location.kind == "postgres":
                 location.ensure_schema()
@@ -193,10 +195,17 @@ class ReadStore:
 
     @contextmanager
     def write(self) -> Iterator[sa.Connection]:
-        """A write transaction: SQLite takes its write lock at BEGIN (IMMEDIATE)."""
-        with self.engine.connect() as conn:
-            if self.kind == "sqlite":
-                conn.info["begin"] = "BEGIN IMMEDIATE"
+        """A write transaction: SQLite takes its write lock at BEGIN (IMMEDIATE).
+
+        SQLite has one writer at a time; the runners of one process queue on a lock
+        of their own instead of polling SQLite's, which would let one of them starve.
+        """
+        if self.kind != "sqlite":
+            with self.engine.connect() as conn, conn.begin():
+                yield conn
+            return
+        with self._write_lock, self.engine.connect() as conn:
+            conn.info["begin"] = "BEGIN IMMEDIATE"
             with conn.begin():
                 yield conn
 

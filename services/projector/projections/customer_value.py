@@ -17,6 +17,7 @@ from closedloop.services.projector.projections.identity import (
     VISITOR,
     Identity,
     Touch,
+    chunks,
     identity_tables,
     touch_row,
 )
@@ -127,9 +128,7 @@ class CustomerValue(Projection):
     )
     tables = (*identity.all(), deals, revenues, customers, monthly)
 
-    def apply(  # noqa: C901, PLR0912 - a branch per event type
-        self, batch: Sequence[Event], ctx: ApplyContext
-    ) -> None:
+    def apply(self, batch: Sequence[Event], ctx: ApplyContext) -> None:
         ids = Identity.of(ctx, identity)
         dirty: set[str] = set()
         touches: list[dict[str, Any]] = []
@@ -194,17 +193,10 @@ class CustomerValue(Projection):
                 )
                 dirty.add(m.lead_id)
         ids.record_touches(touches)
-        ids.flush()
-        for anonymous_id in {
-            t["owner_key"] for t in touches if t["owner_kind"] == VISITOR
-        }:
-            dirty.update(ids.leads_of_visitor(anonymous_id))
+        visitors = {t["owner_key"] for t in touches if t["owner_kind"] == VISITOR}
+        dirty.update(ids.leads_of_visitors(visitors))
         dirty.discard("")
-        for lead_id in sorted(dirty):
-            if ids.root(lead_id) != lead_id:
-                _delete_customer(ctx, lead_id)
-        for root in sorted(ids.roots(dirty)):
-            refresh_customer(ctx, ids, root)
+        refresh_customers(ctx, ids, dirty)
 
 
 def _require(ok: object, message: str) -> None:
@@ -212,53 +204,62 @@ def _require(ok: object, message: str) -> None:
         raise ProjectionError(message)
 
 
-def _delete_customer(ctx: ApplyContext, lead_id: str) -> None:
+def refresh_customers(  # noqa: C901 - wins, revenue, first touch, rows
+    ctx: ApplyContext, ids: Identity, lead_ids: set[str]
+) -> None:
+    """The customers of these leads, worked out again from the people's facts.
+
+    A lead merged into another loses its rows; a person with no win has none.
+    """
+    everyone = ids.people(lead_ids)
     for template in (customers, monthly):
         table = ctx.table(template)
-        ctx.conn.execute(table.delete().where(table.c.lead_id == lead_id))
-
-
-def refresh_customer(ctx: ApplyContext, ids: Identity, root: str) -> None:
-    """The customer's rows, worked out again from the person's facts."""
-    _delete_customer(ctx, root)
-    members = ids.members(root)
+        for chunk in chunks(lead_ids | set(everyone)):
+            ctx.conn.execute(table.delete().where(table.c.lead_id.in_(chunk)))
+    members = {m: root for root, p in everyone.items() for m in p.members}
+    won: dict[str, list[int]] = defaultdict(list)
     deal_table = ctx.table(deals)
-    won = [
-        int(row[0])
-        for row in ctx.conn.execute(
-            sa.select(deal_table.c.won_at_us).where(deal_table.c.lead_id.in_(members))
-        )
-    ]
-    revenue_table = ctx.table(revenues)
-    amounts: dict[tuple[str, str], int] = defaultdict(int)
-    for row in ctx.conn.execute(
-        sa.select(revenue_table).where(revenue_table.c.lead_id.in_(members))
-    ):
-        amounts[(month_of(int(row.recognized_at_us)), row.currency)] += int(
-            row.amount_minor
-        )
-    if not won and not amounts:
-        return
-    touches = ids.touches(members, ids.anonymous_ids(members))
-    acquired = min(won) if won else None
-    counted = [t for t in touches if acquired is None or t.occurred_at_us <= acquired]
-    first = counted[0] if counted else None
-    if acquired is not None:
-        ctx.conn.execute(
-            ctx.table(customers)
-            .insert()
-            .values(
-                lead_id=root,
-                acquired_at_us=acquired,
-                cohort_month=month_of(acquired),
-                channel=first.channel if first else "unattributed",
-                interaction=first.interaction if first else "",
-                acquisition=acquisition_of(first),
+    for chunk in chunks(members):
+        for lead_id, at in ctx.conn.execute(
+            sa.select(deal_table.c.lead_id, deal_table.c.won_at_us).where(
+                deal_table.c.lead_id.in_(chunk)
             )
+        ):
+            won[members[lead_id]].append(int(at))
+    amounts: dict[tuple[str, str, str], int] = defaultdict(int)
+    revenue_table = ctx.table(revenues)
+    for chunk in chunks(members):
+        for row in ctx.conn.execute(
+            sa.select(revenue_table).where(revenue_table.c.lead_id.in_(chunk))
+        ):
+            key = (
+                members[row.lead_id],
+                month_of(int(row.recognized_at_us)),
+                row.currency,
+            )
+            amounts[key] += int(row.amount_minor)
+    rows = []
+    for root, person in sorted(everyone.items()):
+        if not won[root]:
+            continue
+        acquired = min(won[root])
+        counted = [t for t in person.touches if t.occurred_at_us <= acquired]
+        first = counted[0] if counted else None
+        rows.append(
+            {
+                "lead_id": root,
+                "acquired_at_us": acquired,
+                "cohort_month": month_of(acquired),
+                "channel": first.channel if first else "unattributed",
+                "interaction": first.interaction if first else "",
+                "acquisition": acquisition_of(first),
+            }
         )
-    rows = [
-        {"lead_id": root, "month": month, "currency": currency, "amount_minor": amount}
-        for (month, currency), amount in sorted(amounts.items())
-    ]
     if rows:
-        ctx.conn.execute(ctx.table(monthly).insert(), rows)
+        ctx.conn.execute(ctx.table(customers).insert(), rows)
+    series = [
+        {"lead_id": root, "month": month, "currency": currency, "amount_minor": amount}
+        for (root, month, currency), amount in sorted(amounts.items())
+    ]
+    if series:
+        ctx.conn.execute(ctx.table(monthly).insert(), series)

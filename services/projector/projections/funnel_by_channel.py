@@ -260,7 +260,7 @@ def refresh_people(ctx: ApplyContext, ids: Identity, lead_ids: set[str]) -> None
         ):
             by_lead[row.lead_id].append(row)
     rows = []
-    for root, person in sorted(everyone.items()):
+    for _, person in sorted(everyone.items()):
         row = person_row(person, firsts, by_lead)
         if row is not None:
             rows.append(row)

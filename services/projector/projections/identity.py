@@ -214,7 +214,7 @@ def _statement(conn: sa.Connection, table: sa.Table, op: str) -> Any:
     return found
 
 
-def _build(conn: sa.Connection, table: sa.Table, op: str) -> Any:  # noqa: PLR0911 - one per op
+def _build(conn: sa.Connection, table: sa.Table, op: str) -> Any:
     statement = dialect_insert(conn, table)
     excluded = statement.excluded
     c = table.c
@@ -394,7 +394,9 @@ class Identity:
     def roots(self, lead_ids: Iterable[str]) -> set[str]:
         return {self.root(lead_id) for lead_id in set(lead_ids) if lead_id}
 
-    def people(self, lead_ids: Iterable[str]) -> dict[str, Person]:
+    def people(  # noqa: C901, PLR0912 - up the merges, down again, then the facts
+        self, lead_ids: Iterable[str]
+    ) -> dict[str, Person]:
         """The people these leads belong to, by surviving lead, in a few queries.
 
         What `root`, `members`, `anonymous_ids`, `touches` and `lead_rows` give for

@@ -18,6 +18,7 @@ import pytest
 from closedloop.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from closedloop.eventstore.metadata import EventMeta
 from closedloop.eventstore.unit_of_work import CommandExecutor
+from closedloop.money import Money
 from closedloop.services.attribution.application import (
     Attributions,
     AttributionStore,
@@ -39,7 +40,6 @@ from closedloop.services.attribution.domain import (
 )
 from closedloop.services.attribution.lead_journeys import LeadJourney, LeadJourneys
 from closedloop.services.attribution.models import UNATTRIBUTED, ModelSpec, Touch
-from closedloop.services.attribution.money import Money
 from closedloop.services.attribution.settings import AttributionSettings
 
 if TYPE_CHECKING:

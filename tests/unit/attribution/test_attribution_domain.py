@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from closedloop.errors import InvalidArgument
+from closedloop.money import Money
 from closedloop.services.attribution.domain import (
     CHANNELS,
     ChannelModel,
@@ -33,7 +34,6 @@ from closedloop.services.attribution.domain import (
     visitor_key,
 )
 from closedloop.services.attribution.models import Credit, Touch
-from closedloop.services.attribution.money import Money
 
 T0 = datetime(2026, 3, 1, 12, tzinfo=UTC)
 

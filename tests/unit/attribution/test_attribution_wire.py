@@ -11,6 +11,7 @@ import pytest
 from closedloop.attribution.v1 import events_pb2
 from closedloop.bus.cloudevents import decode_payload
 from closedloop.lead.v1 import types_pb2 as lead_types
+from closedloop.money import Money
 from closedloop.protobuf import to_datetime
 from closedloop.services.attribution.application import (
     ConversionView,
@@ -31,7 +32,6 @@ from closedloop.services.attribution.domain import (
     WinSnapshot,
 )
 from closedloop.services.attribution.models import UNATTRIBUTED, Credit
-from closedloop.services.attribution.money import Money
 from closedloop.services.attribution.wire import (
     channel_model_message,
     deal_attribution_message,

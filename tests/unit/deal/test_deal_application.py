@@ -14,6 +14,7 @@ from closedloop.errors import FailedPrecondition, InvalidArgument, NotFound, Una
 from closedloop.eventstore.metadata import EventMeta
 from closedloop.eventstore.personal import TOKEN_PREFIX
 from closedloop.eventstore.unit_of_work import CommandExecutor
+from closedloop.money import Money
 from closedloop.services.deal.application import (
     ChangeDealStage,
     Deals,
@@ -32,7 +33,6 @@ from closedloop.services.deal.domain import (
     lead_deals_id,
 )
 from closedloop.services.deal.lead_directory import LeadDirectory
-from closedloop.services.deal.money import Money
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from closedloop.errors import DomainError, FailedPrecondition, InvalidArgument, NotFound
+from closedloop.money import CURRENCIES, Money, check_currency
 from closedloop.services.deal.domain import (
     Deal,
     DealStage,
@@ -19,7 +20,6 @@ from closedloop.services.deal.domain import (
     deal_id_for,
     lead_deals_id,
 )
-from closedloop.services.deal.money import CURRENCIES, Money, check_currency
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -13,9 +13,9 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from closedloop.bus.cloudevents import Envelope, decode_payload
 from closedloop.deal.v1 import events_pb2, types_pb2
 from closedloop.eventstore.metadata import META_ATTRIBUTE, EventMeta
+from closedloop.money import Money
 from closedloop.services.deal import wire
 from closedloop.services.deal.domain import Deal, LeadDeals
-from closedloop.services.deal.money import Money
 
 T0 = datetime(2024, 3, 1, 9, 30, 15, 123456, tzinfo=UTC)
 LEAD = uuid.UUID("7a1c3e55-2f4b-4c6d-8e9f-0a1b2c3d4e5f")
