@@ -46,7 +46,7 @@ async def run(rate: int, seconds: float) -> dict[str, Any]:
         StreamSettings,
         provision_streams,
     )
-    from closedloop.lead.v1 import (
+    from closedloop.lead.v1 import (  # noqa: PLC0415
         events_pb2,
         lead_service_pb2_grpc,
     )
