@@ -117,14 +117,27 @@ def _store(settings: Settings) -> ReadStore:
 
 
 async def _connect(settings: Settings) -> Client:
-    import nats  # noqa: PLC0415
+    from nats.aio.client import Client as Nats  # noqa: PLC0415
+
+    nc = Nats()
+
+    async def quiet(_: Exception) -> None:
+        return None
 
     try:
-        return await nats.connect(
-            settings.nats_url, connect_timeout=3, max_reconnect_attempts=2
+        await nc.connect(
+            settings.nats_url,
+            connect_timeout=2,
+            allow_reconnect=False,
+            max_reconnect_attempts=0,
+            error_cb=quiet,
         )
     except Exception as error:
+        # A failed connect leaves the client's tasks behind; close ends them.
+        with contextlib.suppress(Exception):
+            await nc.close()
         raise _fail(f"cannot reach NATS at {settings.nats_url}: {error}") from error
+    return nc
 
 
 def _run(coroutine: Callable[[asyncio.Event], Awaitable[int]]) -> int:

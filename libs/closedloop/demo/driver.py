@@ -243,7 +243,7 @@ class QuarterDriver:
         source, method = CONSENT_METHODS[str(args["source"])]
         purpose = str(args["purpose"])
         channel = "CHANNEL_PHONE" if purpose == "sales_contact" else "CHANNEL_EMAIL"
-        fields = {
+        fields: dict[str, Any] = {
             "subject_id": state.lead_id,
             "email": state.email,
             "purpose": consent_types.Purpose.Value("PURPOSE_" + purpose.upper()),
@@ -258,11 +258,11 @@ class QuarterDriver:
         if step.kind == "grant":
             return lambda: self.consents.GrantConsent(
                 consent_pb.GrantConsentRequest(**fields),
-                timeout=10,  # type: ignore[arg-type]
+                timeout=10,
             )
         return lambda: self.consents.WithdrawConsent(
             consent_pb.WithdrawConsentRequest(**fields),
-            timeout=10,  # type: ignore[arg-type]
+            timeout=10,
         )
 
     def _deal(self, person: PersonPlan, state: PersonState, step: Step) -> Any:

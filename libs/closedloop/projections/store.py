@@ -123,11 +123,14 @@ class Generation:
         return self.key.version
 
     def leased_by_other(self, owner: str, now: float | None = None) -> bool:
+        """Another holder with a fresh heartbeat, unless it was a process of this
+        machine that is gone (killed): then its lease is free at once."""
         now = time.time() if now is None else now
         return (
             bool(self.owner)
             and self.owner != owner
             and now - self.heartbeat_at < LEASE_SECONDS
+            and not _gone(self.owner)
         )
 
     @classmethod
@@ -166,6 +169,21 @@ class ParkedEvent:
 def physical_name(template_name: str, generation: int) -> str:
     """Generation 1 keeps the template's name; later builds get `_g<N>`."""
     return template_name if generation == 1 else f"{template_name}_g{generation}"
+
+
+def _gone(owner: str) -> bool:
+    """True for `role@<this host>:<pid>` when that process no longer exists."""
+    _, _, where = owner.partition("@")
+    host, _, pid = where.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def owner_id(role: str) -> str:
