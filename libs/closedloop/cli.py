@@ -129,7 +129,7 @@ async def _connect(settings: Settings) -> Client:
             settings.nats_url,
             connect_timeout=2,
             allow_reconnect=False,
-            max_reconnect_attempts=0,
+            max_reconnect_attempts=1,
             error_cb=quiet,
         )
     except Exception as error:

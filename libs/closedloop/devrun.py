@@ -20,9 +20,10 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from closedloop import bus
-from closedloop.bus.streams import StreamSettings, provision_streams
+from closedloop.bus.streams import LOG_STREAM, StreamSettings, provision_streams
 from closedloop.config import DEFAULT_NATS_URL, ServiceConfig
 from closedloop.natsserver import NatsServer
+from closedloop.services.insights.web import dashboard_url
 
 #: The processes `make run` starts, in order: (name, module).
 SERVICES: tuple[tuple[str, str], ...] = (
@@ -30,7 +31,18 @@ SERVICES: tuple[tuple[str, str], ...] = (
     ("deal", "closedloop.services.deal"),
     ("consent", "closedloop.services.consent"),
     ("attribution", "closedloop.services.attribution"),
+    ("projector", "closedloop.services.projector"),
+    ("insights", "closedloop.services.insights"),
 )
+#: Processes that answer gRPC health checks (the projector only follows the log).
+GRPC_SERVICES = ("lead", "deal", "consent", "attribution", "insights")
+
+
+def read_store(env: dict[str, str]) -> str:
+    data_dir = env.get("CLOSEDLOOP_DATA_DIR", "var")
+    return env.get(
+        "CLOSEDLOOP_PROJECTOR_STORE_URL", f"sqlite:///{data_dir}/projector/read.db"
+    )
 
 
 def _say(text: str) -> None:
@@ -61,7 +73,7 @@ async def wait_healthy(address: str, timeout: float = 30.0) -> None:
     raise TimeoutError(msg)
 
 
-def main() -> int:  # noqa: C901, PLR0912 - one linear start-up and shutdown script
+def main() -> int:  # noqa: C901, PLR0912, PLR0915 - one linear start-up and shutdown
     data_dir = Path(os.environ.get("CLOSEDLOOP_DATA_DIR", "var")).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, CLOSEDLOOP_DATA_DIR=str(data_dir))
@@ -107,16 +119,26 @@ def main() -> int:  # noqa: C901, PLR0912 - one linear start-up and shutdown scr
             )
             children.append((name, process))
         for name, _ in children:
-            service = ServiceConfig.from_env(name, env)
-            asyncio.run(wait_healthy(service.grpc_address))
+            if name in GRPC_SERVICES:
+                service = ServiceConfig.from_env(name, env)
+                asyncio.run(wait_healthy(service.grpc_address))
         _say("closedloop is running:")
         _say(f"  NATS JetStream   {nats_url}   streams: {', '.join(streams)}")
         for name, _ in children:
+            if name == "projector":
+                _say(
+                    f"  {name:<16} follows {LOG_STREAM}"
+                    f"   read models: {read_store(env)}"
+                )
+                continue
             service = ServiceConfig.from_env(name, env)
-            _say(
-                f"  {name:<16} grpc://{service.grpc_address}"
-                f"   store: {service.store_url}"
+            where = (
+                "reads the read models"
+                if name == "insights"
+                else f"store: {service.store_url}"
             )
+            _say(f"  {name:<16} grpc://{service.grpc_address}   {where}")
+        _say(f"  {'dashboard':<16} {dashboard_url(env)}")
         _say(f"  data and logs    {data_dir}")
         _say("Press Ctrl-C to stop.")
         while not stopping:

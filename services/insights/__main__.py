@@ -23,6 +23,7 @@ from closedloop.projections import ReadStore, discover
 from closedloop.projections.reader import log_last_seq
 from closedloop.services.insights.api import SERVICE_NAME, InsightsServicer
 from closedloop.services.insights.readmodels import ReadModels
+from closedloop.services.insights.web import dial_address, start_dashboard
 from closedloop.services.projector.config import store_url
 
 if TYPE_CHECKING:
@@ -102,8 +103,13 @@ async def bootstrap(
 async def main() -> None:
     config = ServiceConfig.from_env("insights")
     insights = await bootstrap(config)
-    print(  # noqa: T201 - the address line operators and scripts read
-        f"closedloop insights listening on {config.grpc_host}:{insights.server.port}",
+    # The dashboard reads through the same API, so it shows what the API answers.
+    dashboard = await start_dashboard(
+        insights_address=dial_address(config.grpc_host, insights.server.port)
+    )
+    print(  # noqa: T201 - the address lines operators and scripts read
+        f"closedloop insights listening on {config.grpc_host}:{insights.server.port}\n"
+        f"closedloop dashboard on {dashboard.url}",
         flush=True,
     )
     stopping = asyncio.Event()
@@ -112,6 +118,7 @@ async def main() -> None:
         loop.add_signal_handler(sig, stopping.set)
     await stopping.wait()
     log.info("stopping insights")
+    await dashboard.stop()
     await insights.stop()
 
 

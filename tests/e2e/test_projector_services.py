@@ -51,6 +51,18 @@ def on(day: str) -> Any:
     return timestamp(datetime.fromisoformat(day).replace(hour=12, tzinfo=UTC))
 
 
+async def halt(service: ServiceProcess) -> None:
+    """Stops a service that started (or half started); kills it if it hangs."""
+    process = service.process
+    try:
+        await service.stop()
+    except subprocess.TimeoutExpired:
+        if process is not None:
+            process.kill()
+            process.wait()
+        service.process = None
+
+
 @pytest.fixture
 async def running(
     own_nats_server: NatsServer, tmp_path: Path
@@ -97,9 +109,14 @@ async def running(
         yield {"lead": lead, **others}
     finally:
         projector.send_signal(signal.SIGTERM)
-        assert projector.wait(20) == 0
+        try:
+            projector.wait(20)
+        except subprocess.TimeoutExpired:
+            projector.kill()
+            projector.wait()
         for service in [lead, *others.values()]:
-            await service.stop()
+            await halt(service)
+    assert projector.returncode == 0, (data / "projector.log").read_text()
 
 
 async def test_the_loop_closes_from_first_touch_to_revenue_by_channel(

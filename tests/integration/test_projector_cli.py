@@ -112,7 +112,7 @@ async def test_events_stats_and_tail(
     assert len(lines) == 3
     assert [line.split()[0] for line in lines] == ["1", "2", "3"]
     for line in lines:
-        _, recorded, event_type, subject, payload = line.split(maxsplit=4)
+        _, recorded, event_type, _subject, payload = line.split(maxsplit=4)
         assert recorded.startswith("2026-01-01T")
         assert event_type.startswith("closedloop.")
         assert json.loads(payload)

@@ -21,12 +21,15 @@ from closedloop.demo.report import (
     draw_charts,
     gather_report,
     print_report,
+    train_channel_models,
     wait_for_read_side,
 )
 from closedloop.demo.scenario import plan_quarter
-from closedloop.devrun import SERVICES, wait_healthy
+from closedloop.devrun import GRPC_SERVICES, SERVICES, wait_healthy
+from closedloop.services.insights.web import dashboard_url
 
-console = Console()
+# Wide enough for the report's tables when the output is a file or a pipe.
+console = Console(width=None if sys.stdout.isatty() else 150)
 
 
 def _address(service: str) -> str:
@@ -43,7 +46,7 @@ async def _healthy(services: list[str], timeout: float) -> bool:
 
 async def ensure_running() -> None:
     """Uses the running system, or starts `make run`'s launcher in the background."""
-    names = [name for name, _ in SERVICES]
+    names = [name for name, _ in SERVICES if name in GRPC_SERVICES]
     if await _healthy(names, 1.0):
         console.print("closedloop is running; using it.")
         return
@@ -90,11 +93,12 @@ async def main(seed: int, visitors: int, charts: Path) -> None:
     console.print("waiting for attribution and the read models to catch up...")
     await wait_for_read_side(_address("insights"))
     report = await gather_report(_address("insights"))
+    await train_channel_models(_address("attribution"), report)
     print_report(report, console)
     written = draw_charts(report, charts)
     console.print(f"charts written to {charts}: " + ", ".join(p.name for p in written))
     console.print(
-        f"dashboard: http://{_address('insights').rsplit(':', 1)[0]}:8080/ "
+        f"dashboard: {dashboard_url(dict(os.environ))} "
         "(closedloop keeps running; stop it with `make stop`)"
     )
 

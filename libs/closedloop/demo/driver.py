@@ -128,6 +128,9 @@ class QuarterDriver:
         for attempt in range(8):
             try:
                 reply = await factory()
+            except _AlreadyDone:
+                self.result.skipped[kind] += 1
+                return None
             except grpc.aio.AioRpcError as error:
                 if error.code() in ALREADY_DONE:
                     self.result.skipped[kind] += 1
@@ -219,6 +222,8 @@ class QuarterDriver:
                 ),
                 timeout=10,
             )
+        if step.kind == "merge" and state.duplicate_id in {"", lead_id}:
+            return _already_done  # merged by an earlier run of the same quarter
         if step.kind == "merge":
             return lambda: self.leads.MergeLeads(
                 lead_pb.MergeLeadsRequest(
@@ -335,6 +340,14 @@ class QuarterDriver:
             ),
             timeout=10,
         )
+
+
+async def _already_done() -> None:
+    raise _AlreadyDone
+
+
+class _AlreadyDone(Exception):  # noqa: N818 - a signal, not an error
+    """A step an earlier run of the same seed has done."""
 
 
 def usd(minor_units: int) -> Money:

@@ -12,12 +12,17 @@ import grpc
 from rich.console import Console
 from rich.table import Table
 
+from closedloop.attribution.v1 import attribution_service_pb2 as attribution_pb
+from closedloop.attribution.v1 import attribution_service_pb2_grpc
 from closedloop.consent.v1 import types_pb2 as consent_types
 from closedloop.insights.v1 import insights_service_pb2 as pb
 from closedloop.insights.v1 import insights_service_pb2_grpc
 
-REPORT_MODELS = ("first_touch", "last_touch", "linear", "w_shaped", "markov")
+#: Heuristic models credit each win as it happens; the data-driven ones are trained
+#: once the quarter is over and shown as channel weights below.
+REPORT_MODELS = ("first_touch", "last_touch", "linear", "time_decay", "w_shaped")
 QUARTER = pb.Period(from_month="2026-07", to_month="2026-09")
+GROWTH_PERIOD = pb.Period(from_month="2026-09", to_month="2026-09")
 
 
 @dataclass
@@ -31,6 +36,9 @@ class QuarterReport:
     acquisitions: dict[str, tuple[int, int]] = field(default_factory=dict)
     growth: dict[str, float | None] = field(default_factory=dict)
     consent: dict[str, tuple[int, int]] = field(default_factory=dict)
+    #: model -> channel -> share of conversions, trained on every journey.
+    channel_models: dict[str, dict[str, float]] = field(default_factory=dict)
+    journeys: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 async def wait_for_read_side(address: str, *, timeout: float = 180.0) -> None:
@@ -53,6 +61,25 @@ async def wait_for_read_side(address: str, *, timeout: float = 180.0) -> None:
             else:
                 settled = 0
             await asyncio.sleep(1.0)
+
+
+async def train_channel_models(address: str, report: QuarterReport) -> None:
+    """Trains Markov and Shapley on every journey of the quarter, won or not."""
+    async with grpc.aio.insecure_channel(address) as channel:
+        attribution = attribution_service_pb2_grpc.AttributionServiceStub(channel)
+        try:
+            reply = await attribution.TrainModel(
+                attribution_pb.TrainModelRequest(), timeout=120
+            )
+        except grpc.aio.AioRpcError as error:
+            if error.code() != grpc.StatusCode.FAILED_PRECONDITION:
+                raise
+            return  # nothing converted yet
+        for model in reply.channel_models:
+            report.channel_models[model.model] = {
+                c.channel: c.share for c in model.channels
+            }
+            report.journeys[model.model] = (model.journeys, model.converting_journeys)
 
 
 async def gather_report(address: str) -> QuarterReport:
@@ -92,20 +119,25 @@ async def gather_report(address: str) -> QuarterReport:
         value = await insights.GetCustomerValue(
             pb.GetCustomerValueRequest(period=QUARTER), timeout=30
         )
+        # Growth compares a period with the one before it: September with August,
+        # since the simulated company's history starts with the quarter.
+        monthly = await insights.GetCustomerValue(
+            pb.GetCustomerValueRequest(period=GROWTH_PERIOD), timeout=30
+        )
         for summary in value.acquisitions:
             name = pb.Acquisition.Name(summary.acquisition).removeprefix("ACQUISITION_")
             report.acquisitions[name.lower()] = (
                 summary.customers,
                 summary.lifetime_value,
             )
-        for growth in value.growth:
-            if growth.currency == "USD":
+        for figures in monthly.growth:
+            if figures.currency == "USD":
                 report.growth = {
-                    "nrr": growth.nrr if growth.HasField("nrr") else None,
-                    "enc": growth.enc if growth.HasField("enc") else None,
-                    "egr": growth.egr if growth.HasField("egr") else None,
-                    "new_customers": float(growth.new_customers),
-                    "new_earned_customers": float(growth.new_earned_customers),
+                    "nrr": figures.nrr if figures.HasField("nrr") else None,
+                    "enc": figures.enc if figures.HasField("enc") else None,
+                    "egr": figures.egr if figures.HasField("egr") else None,
+                    "new_customers": float(figures.new_customers),
+                    "new_earned_customers": float(figures.new_earned_customers),
                 }
         consent = await insights.GetConsentStatus(
             pb.GetConsentStatusRequest(), timeout=30
@@ -124,7 +156,9 @@ def dollars(minor_units: float) -> str:
     return f"${minor_units / 100:,.0f}"
 
 
-def print_report(report: QuarterReport, console: Console | None = None) -> None:
+def print_report(  # noqa: C901 - one table after the other
+    report: QuarterReport, console: Console | None = None
+) -> None:
     console = console or Console()
     channels = sorted(
         {c for by_channel in report.revenue.values() for c in by_channel}
@@ -154,6 +188,22 @@ def print_report(report: QuarterReport, console: Console | None = None) -> None:
             dollars(spend / customers) if spend and customers else "-",
         )
     console.print(table)
+
+    if report.channel_models:
+        journeys, converting = next(iter(report.journeys.values()))
+        learned = Table(
+            title=f"Data-driven models: share of conversions per channel, trained on "
+            f"{journeys} journeys ({converting} won)"
+        )
+        learned.add_column("channel")
+        for model in report.channel_models:
+            learned.add_column(f"{model}", justify="right")
+        for channel in sorted({c for m in report.channel_models.values() for c in m}):
+            learned.add_row(
+                channel,
+                *(f"{m.get(channel, 0.0):.1%}" for m in report.channel_models.values()),
+            )
+        console.print(learned)
 
     funnel = Table(title="Funnel by first-touch channel (leads created in Q3 2026)")
     for column in (
@@ -187,7 +237,7 @@ def print_report(report: QuarterReport, console: Console | None = None) -> None:
     console.print(earned)
     egr = report.growth.get("egr")
     console.print(
-        "Earned growth rate (NRR + ENC - 100%): "
+        "Earned growth rate, September vs August (NRR + ENC - 100%): "
         + (
             f"{egr:+.1%}"
             if egr is not None

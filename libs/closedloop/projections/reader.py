@@ -121,6 +121,8 @@ class LogReader:
     async def next_batch(self, max_wait: float = 1.0) -> Batch:
         """What the log has now (up to a batch); else waits up to `max_wait` for one.
 
+        With `max_wait` 0 it never waits: an empty batch says the log has no more.
+
         Raises ReaderReset when the consumer stopped answering: reopen from the
         position after the last message applied.
         """
@@ -131,7 +133,7 @@ class LogReader:
         )
         if len(messages) == self.batch_size:
             return Batch(messages, at_head=False)
-        if messages:
+        if messages or max_wait <= 0:
             return Batch(messages, at_head=True)
         expires = max(int(max_wait * 1_000_000_000), 1_000_000)
         messages = await self._request(

@@ -47,7 +47,7 @@ from closedloop.projections.store import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Coroutine, Sequence
+    from collections.abc import Sequence
 
     from nats.aio.client import Client
 
@@ -55,6 +55,9 @@ if TYPE_CHECKING:
     from closedloop.projections.reader import Batch, LogMessage
 
 log = logging.getLogger(__name__)
+
+
+_READ_ERRORS = (ReaderReset, nats.errors.Error, nats.js.errors.Error, TimeoutError)
 
 
 class GenerationRetired(Exception):  # noqa: N818 - a state, not a failure
@@ -356,66 +359,84 @@ class GenerationRunner:
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(self.store.release, self.key, self.owner)
 
+    def _wait(self) -> float:
+        """How long a read may wait for the next event.
+
+        A build asks for what is there and switches at the head; a live generation
+        waits a little for the next event instead of asking again and again.
+        """
+        return 0.0 if self.state == BUILDING else self.settings.max_wait
+
+    async def _open(self, reader: LogReader) -> None:
+        await reader.open(self.position + 1)
+        self.head = await reader.last_seq()
+        if self.state == BUILDING:
+            await asyncio.to_thread(self.store.set_build_target, self.key, self.head)
+
     async def _follow(  # noqa: C901, PLR0912 - one loop: read, apply, switch, beat
         self, reader: LogReader, stop: asyncio.Event, *, until_active: bool
     ) -> Outcome:
         opened = False
+        ahead: asyncio.Future[Batch] | None = None
         last_beat = time.monotonic()
-        while not stop.is_set():
-            try:
-                if not opened:
-                    await reader.open(self.position + 1)
-                    self.head = await reader.last_seq()
-                    if self.state == BUILDING:
-                        await asyncio.to_thread(
-                            self.store.set_build_target, self.key, self.head
-                        )
-                    opened = True
-                batch = await _unless_stopped(
-                    reader.next_batch(self.settings.max_wait), stop
-                )
-                if batch is None:
-                    break
-            except (
-                ReaderReset,
-                nats.errors.Error,
-                nats.js.errors.Error,
-                TimeoutError,
-            ) as error:
-                log.warning(
-                    "%s: reading the log failed (%s); reopening", self.key, error
-                )
-                opened = False
-                await reader.close()
-                await _sleep_or_stop(stop, self.settings.retry_delay)
-                continue
-            if batch.messages:
+        try:
+            while not stop.is_set():
                 try:
-                    result = await self._apply(batch.messages, stop)
-                except GenerationRetired:
-                    return Outcome.RETIRED
-                if result is None:
-                    break
-                self.position = result.position
-                self.head = max(self.head, self.position)
-                self._report(result)
-            if batch.at_head:
-                self.head = self.position
-                if self.state == BUILDING:
-                    await asyncio.to_thread(self.store.activate, self.key)
-                    self.state = ACTIVE
-                    log.info("%s: caught up at %s; now active", self.key, self.position)
-                    self._report(BatchResult(self.position, 0, 0))
-                if until_active:
-                    return Outcome.ACTIVATED
-            if time.monotonic() - last_beat >= self.settings.heartbeat_seconds:
-                last_beat = time.monotonic()
-                current = await asyncio.to_thread(
-                    self.store.heartbeat, self.key, self.owner
-                )
-                if current is None or current.state == RETIRED:
-                    return Outcome.RETIRED
-                self.head = max(self.head, await log_last_seq(self.nc))
+                    if not opened:
+                        await self._open(reader)
+                        opened = True
+                    pending = ahead or asyncio.ensure_future(
+                        reader.next_batch(self._wait())
+                    )
+                    ahead = None
+                    batch = await _unless_stopped(pending, stop)
+                    if batch is None:
+                        break
+                except _READ_ERRORS as error:
+                    log.warning(
+                        "%s: reading the log failed (%s); reopening", self.key, error
+                    )
+                    opened = False
+                    await reader.close()
+                    await _sleep_or_stop(stop, self.settings.retry_delay)
+                    continue
+                if batch.messages:
+                    if not batch.at_head:
+                        # The next batch is read while this one is applied.
+                        ahead = asyncio.ensure_future(reader.next_batch(self._wait()))
+                    try:
+                        result = await self._apply(batch.messages, stop)
+                    except GenerationRetired:
+                        return Outcome.RETIRED
+                    if result is None:
+                        break
+                    self.position = result.position
+                    self.head = max(self.head, self.position)
+                    self._report(result)
+                if batch.at_head:
+                    self.head = self.position
+                    if self.state == BUILDING:
+                        await asyncio.to_thread(self.store.activate, self.key)
+                        self.state = ACTIVE
+                        log.info(
+                            "%s: caught up at %s; now active", self.key, self.position
+                        )
+                        self._report(BatchResult(self.position, 0, 0))
+                    if until_active:
+                        return Outcome.ACTIVATED
+                if time.monotonic() - last_beat >= self.settings.heartbeat_seconds:
+                    last_beat = time.monotonic()
+                    current = await asyncio.to_thread(
+                        self.store.heartbeat, self.key, self.owner
+                    )
+                    if current is None or current.state == RETIRED:
+                        return Outcome.RETIRED
+                    self.head = max(self.head, await log_last_seq(self.nc))
+        finally:
+            if ahead is not None:
+                ahead.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await ahead
         return Outcome.STOPPED
 
     async def _apply(
@@ -456,13 +477,13 @@ class GenerationRunner:
 
 
 async def _unless_stopped(
-    read: Coroutine[Any, Any, Batch], stop: asyncio.Event
+    reading: asyncio.Future[Batch], stop: asyncio.Event
 ) -> Batch | None:
     """The read's result, or None as soon as `stop` is set (the read is dropped)."""
-    reading = asyncio.ensure_future(read)
     stopping = asyncio.ensure_future(stop.wait())
+    waiting: set[asyncio.Future[Any]] = {reading, stopping}
     try:
-        await asyncio.wait({reading, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
     finally:
         stopping.cancel()
     if reading.done():

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sqlite3
 import threading
 import time
 from contextlib import contextmanager
@@ -123,8 +124,11 @@ class Generation:
         return self.key.version
 
     def leased_by_other(self, owner: str, now: float | None = None) -> bool:
-        """Another holder with a fresh heartbeat, unless it was a process of this
-        machine that is gone (killed): then its lease is free at once."""
+        """True while another holder's heartbeat is fresh.
+
+        A holder that was a process of this machine and is gone (killed) frees its
+        lease at once: a projector restarted after a crash does not wait.
+        """
         now = time.time() if now is None else now
         return (
             bool(self.owner)
@@ -206,7 +210,8 @@ class ReadStore:
         if create:
             if location.kind == "postgres":
                 location.ensure_schema()
-            metadata.create_all(self.engine, checkfirst=True)
+            with self.write() as conn:
+                metadata.create_all(conn, checkfirst=True)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -548,16 +553,34 @@ def _sqlite_transactions(engine: sa.Engine, *, wal: bool) -> None:
     def _connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        if wal:
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA busy_timeout=60000")
+        if wal:
+            _wal(cursor)
+            cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=OFF")
         cursor.close()
 
     @sa_event.listens_for(engine, "begin")
     def _begin(conn: sa.Connection) -> None:
         conn.exec_driver_sql(conn.info.pop("begin", "BEGIN"))
+
+
+def _wal(cursor: Any) -> None:
+    """Switches the file to WAL, waiting for the lock that needs.
+
+    A process opening the file at the same moment may hold it, and SQLite does not
+    wait for it there (the busy timeout does not apply), so this does.
+    """
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+        else:
+            return
 
 
 def rows_of(conn: sa.Connection, table: sa.Table) -> list[tuple[Any, ...]]:

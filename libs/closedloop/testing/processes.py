@@ -36,6 +36,8 @@ class ServiceProcess:
                 "CLOSEDLOOP_DATA_DIR": str(self.data_dir),
                 "CLOSEDLOOP_NATS_URL": self.nats_url,
                 f"CLOSEDLOOP_{self.name.upper()}_GRPC_PORT": str(self.port),
+                # A test's dashboard takes a free port, never the one of `make run`.
+                "CLOSEDLOOP_INSIGHTS_HTTP_PORT": "0",
             }
         )
         env.update(self.extra_env)

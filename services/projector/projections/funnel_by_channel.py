@@ -259,11 +259,11 @@ def refresh_people(ctx: ApplyContext, ids: Identity, lead_ids: set[str]) -> None
             sa.select(deal_table).where(deal_table.c.lead_id.in_(chunk))
         ):
             by_lead[row.lead_id].append(row)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for _, person in sorted(everyone.items()):
-        row = person_row(person, firsts, by_lead)
-        if row is not None:
-            rows.append(row)
+        made = person_row(person, firsts, by_lead)
+        if made is not None:
+            rows.append(made)
     if rows:
         ctx.conn.execute(table.insert(), rows)
 

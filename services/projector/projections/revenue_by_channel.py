@@ -44,6 +44,7 @@ conversions = sa.Table(
     # JSON: a list of [channel, campaign, amount, customers] per credit.
     sa.Column("credits", sa.Text, nullable=False),
     sa.Column("fallback", sa.String(200), nullable=False, default=""),
+    sa.Index(f"ix_revenue_by_channel_conversions_deal_v{VERSION}", "deal_id"),
 )
 
 #: The read model proper: credited revenue per model, kind, month, channel, campaign.

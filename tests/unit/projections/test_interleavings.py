@@ -88,7 +88,7 @@ def test_shuffled_contexts_give_the_same_rows(
     assert snapshot(store, projection, key) == expected
 
 
-@pytest.mark.parametrize("order", ORDERS, ids=lambda o: ">".join(o))
+@pytest.mark.parametrize("order", ORDERS, ids=">".join)
 def test_whole_contexts_in_any_order_give_the_same_rows(
     order: tuple[str, ...],
     events: list[Published],
