@@ -330,7 +330,11 @@ def _build(
         )
     started = time.monotonic()
     outcome_box: list[tuple[Generation, Outcome]] = []
-    first_position: list[int] = []
+    # A resumed build counts its rate from where it stood.
+    resumed = [
+        g.position for g in building if g.created_by == CLI_OWNER and not restart
+    ]
+    first_position = resumed[-1:]
 
     async def run(stop: asyncio.Event) -> int:
         nc = await _connect(settings)
@@ -349,8 +353,6 @@ def _build(
         task_id = progress.add_task(f"{name} v{projection.version}", total=None)
 
         def on_progress(update: RunProgress) -> None:
-            if not first_position:
-                first_position.append(update.position)
             progress.update(
                 task_id,
                 description=f"{update.key} {update.state}",

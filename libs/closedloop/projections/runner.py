@@ -32,7 +32,12 @@ from google.protobuf.message import DecodeError
 
 from closedloop.bus.cloudevents import Envelope, EnvelopeError, decode_payload
 from closedloop.projections.base import ApplyContext, Event
-from closedloop.projections.reader import LogReader, ReaderReset, log_last_seq
+from closedloop.projections.reader import (
+    LogMessage,
+    LogReader,
+    ReaderReset,
+    log_last_seq,
+)
 from closedloop.projections.store import (
     ACTIVE,
     BUILDING,
@@ -52,7 +57,7 @@ if TYPE_CHECKING:
     from nats.aio.client import Client
 
     from closedloop.projections.base import Projection
-    from closedloop.projections.reader import Batch, LogMessage
+    from closedloop.projections.reader import Batch
 
 log = logging.getLogger(__name__)
 
@@ -246,8 +251,6 @@ class Applier:
         Projections are keyed and order-independent, so an event applied late gives
         the rows it would have given in its place.
         """
-        from closedloop.projections.reader import LogMessage  # noqa: PLC0415
-
         message = LogMessage(parked.seq, "", parked.headers, parked.data)
         now = time.time()
         with self.store.write() as conn:

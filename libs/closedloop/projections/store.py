@@ -10,7 +10,7 @@ Besides the read models' own tables it keeps two tables of its own:
 
 Schema changes go through projection versions, not migrations: a new version is
 built from the log into new tables and switched to atomically. The two bookkeeping
-tables carry their own version in their names for the same reason.
+tables are the only ones that live across versions; they are created if missing.
 """
 
 from __future__ import annotations
