@@ -21,9 +21,9 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from closedloop.config import ServiceConfig
 from closedloop.consent.v1 import consent_service_pb2 as pb
 from closedloop.consent.v1 import consent_service_pb2_grpc, types_pb2
-from closedloop.grpckit.errors import FIELD_METADATA_KEY
 from closedloop.services.consent.__main__ import bootstrap
 from closedloop.testing.postgres import postgres_available, temporary_database
+from closedloop.testing.refusals import assert_refused
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Iterator
@@ -717,26 +717,15 @@ async def _max_notification_id(service: Service) -> int:
 
 
 async def _refused(running: Running, case: Case) -> None:
-    request = case.request()
-    before = await _max_notification_id(running.service)
-    call = getattr(running.stub, case.method)(request, timeout=10)
-    with pytest.raises(grpc.aio.AioRpcError) as raised:
-        await call
-    error = raised.value
-    after = await _max_notification_id(running.service)
-
-    details = error.details() or ""
-    trailers = dict(await call.trailing_metadata() or ())
-    assert error.code() == case.code, f"{error.code()}: {details}"
-    assert "Traceback" not in details, details
-    assert 'File "' not in details, details
-    assert after == before, f"{case.method} wrote {after - before} event(s): {details}"
-    if case.code == INVALID:
-        assert details.startswith(f"{case.field}: "), details
-        assert trailers.get(FIELD_METADATA_KEY) == case.field, trailers
-    else:
-        assert FIELD_METADATA_KEY not in trailers, trailers
-        assert case.says in details, details
+    await assert_refused(
+        running.service.store,
+        running.stub,
+        case.method,
+        case.request(),
+        code=case.code,
+        field=case.field,
+        says=case.says,
+    )
 
 
 @pytest.mark.parametrize("case", CASES)

@@ -23,13 +23,13 @@ from closedloop.common.v1.money_pb2 import Money
 from closedloop.config import ServiceConfig
 from closedloop.deal.v1 import deal_service_pb2 as pb
 from closedloop.deal.v1 import deal_service_pb2_grpc, types_pb2
-from closedloop.grpckit.errors import FIELD_METADATA_KEY
 from closedloop.lead.v1 import lead_service_pb2 as lead_pb
 from closedloop.lead.v1 import lead_service_pb2_grpc
 from closedloop.lead.v1 import types_pb2 as lead_types
 from closedloop.services.deal.__main__ import bootstrap as deal_bootstrap
 from closedloop.services.lead.__main__ import bootstrap as lead_bootstrap
 from closedloop.testing.postgres import postgres_available, temporary_database
+from closedloop.testing.refusals import assert_refused
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Iterator
@@ -875,26 +875,15 @@ async def _max_notification_id(service: Service) -> int:
 
 
 async def _refused(running: Running, case: Case) -> None:
-    request = case.request(running.ids)
-    before = await _max_notification_id(running.service)
-    call = getattr(running.stub, case.method)(request, timeout=10)
-    with pytest.raises(grpc.aio.AioRpcError) as raised:
-        await call
-    error = raised.value
-    after = await _max_notification_id(running.service)
-
-    details = error.details() or ""
-    trailers = dict(await call.trailing_metadata() or ())
-    assert error.code() == case.code, f"{error.code()}: {details}"
-    assert "Traceback" not in details, details
-    assert 'File "' not in details, details
-    assert after == before, f"{case.method} wrote {after - before} event(s): {details}"
-    if case.code == INVALID:
-        assert details.startswith(f"{case.field}: "), details
-        assert trailers.get(FIELD_METADATA_KEY) == case.field, trailers
-    else:
-        assert FIELD_METADATA_KEY not in trailers, trailers
-        assert case.says in details, details
+    await assert_refused(
+        running.service.store,
+        running.stub,
+        case.method,
+        case.request(running.ids),
+        code=case.code,
+        field=case.field,
+        says=case.says,
+    )
 
 
 @pytest.mark.parametrize("case", CASES)
