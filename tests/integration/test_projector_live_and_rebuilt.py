@@ -52,8 +52,11 @@ async def test_live_and_rebuilt_agree(
     try:
         events = scripted_quarter().log.events
         third = len(events) // 3
+        sent = 0
         for wave in (events[:third], events[third : 2 * third], events[2 * third :]):
-            await publish(nc, wave)
+            sent += await publish(nc, wave)
+            # The log sources the context streams a moment later: wait for it first.
+            await wait_for_log(nc, sent)
             await projector.wait_caught_up()
         live = {}
         for p in projections:
