@@ -10,7 +10,7 @@ import pytest
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from closedloop.bus.cloudevents import Envelope, decode_payload
+from closedloop.bus.cloudevents import Envelope
 from closedloop.consent.v1 import events_pb2, types_pb2
 from closedloop.eventstore.metadata import META_ATTRIBUTE, EventMeta
 from closedloop.services.consent import wire
@@ -21,6 +21,8 @@ from closedloop.services.consent.domain import (
     Consent,
     Evidence,
 )
+from closedloop.testing.wire import envelope_for as shared_envelope_for
+from closedloop.testing.wire import round_trip as shared_round_trip
 
 T0 = datetime(2024, 3, 1, 9, 30, 15, 123456, tzinfo=UTC)
 DIGEST = "c0ffee" * 10 + "beef"
@@ -137,15 +139,7 @@ def consent_events() -> list[Any]:
 
 
 def envelope_for(event: Any, message: Message, **meta: str) -> Envelope:
-    return Envelope(
-        event_id=str(uuid.uuid4()),
-        event_type=message.DESCRIPTOR.full_name,
-        source=wire.SOURCE,
-        subject=str(event.originator_id),
-        time=event.timestamp,
-        sequence=event.originator_version,
-        **meta,
-    )
+    return shared_envelope_for(event, message, wire.SOURCE, **meta)
 
 
 def published_state(event: Any) -> dict[str, Any]:
@@ -154,16 +148,13 @@ def published_state(event: Any) -> dict[str, Any]:
 
 def round_trip(event: Any, **meta: str) -> Any:
     """As a consumer sees it: payload bytes and headers, decoded by ce-type."""
-    message = wire.to_message(event)
-    assert message is not None
-    envelope = envelope_for(event, message, **meta)
-    received_envelope = Envelope.from_headers(envelope.headers())
-    assert received_envelope == envelope
-    received_message = decode_payload(
-        received_envelope.event_type, message.SerializeToString()
+    return shared_round_trip(
+        event,
+        to_message=wire.to_message,
+        from_message=wire.from_message,
+        source=wire.SOURCE,
+        **meta,
     )
-    assert received_message == message
-    return wire.from_message(received_message, received_envelope)
 
 
 def test_the_scenario_produces_every_event_type() -> None:
