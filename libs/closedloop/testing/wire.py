@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 
 
 def envelope_for(event: Any, message: Message, source: str, **meta: str) -> Envelope:
+    """`meta`: correlation_id, causation_id, traceparent."""
     return Envelope(
         event_id=str(uuid.uuid4()),
         event_type=message.DESCRIPTOR.full_name,
@@ -21,7 +22,9 @@ def envelope_for(event: Any, message: Message, source: str, **meta: str) -> Enve
         subject=str(event.originator_id),
         time=event.timestamp,
         sequence=event.originator_version,
-        **meta,
+        correlation_id=meta.get("correlation_id", ""),
+        causation_id=meta.get("causation_id", ""),
+        traceparent=meta.get("traceparent", ""),
     )
 
 
