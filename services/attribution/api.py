@@ -114,9 +114,7 @@ class AttributionServicer(attribution_service_pb2_grpc.AttributionServiceService
             amount=amount,
             period_start=period_start,
             period_end=period_end,
-            occurred_at=check.occurred_at(
-                "occurred_at", request.occurred_at, request.HasField("occurred_at")
-            ),
+            occurred_at=check.business_time(request, "occurred_at"),
             idempotency_key=check.text(
                 "idempotency_key", request.idempotency_key, max_length=check.MAX_KEY
             ),

@@ -98,9 +98,7 @@ class ConsentServicer(consent_service_pb2_grpc.ConsentServiceServicer):
         cmd = RecordGlobalPrivacyControl(
             subject=_subject(request),
             evidence=_evidence(request.evidence),
-            occurred_at=check.occurred_at(
-                "occurred_at", request.occurred_at, request.HasField("occurred_at")
-            ),
+            occurred_at=check.business_time(request, "occurred_at"),
             idempotency_key=_idempotency_key(request.idempotency_key),
         )
         result = await self.consents.record_global_privacy_control(
@@ -128,9 +126,7 @@ class ConsentServicer(consent_service_pb2_grpc.ConsentServiceServicer):
             source_system=_enum(
                 "source_system", request.source_system, SOURCE_SYSTEM, required=True
             ),
-            occurred_at=check.occurred_at(
-                "occurred_at", request.occurred_at, request.HasField("occurred_at")
-            ),
+            occurred_at=check.business_time(request, "occurred_at"),
             idempotency_key=_idempotency_key(request.idempotency_key),
         )
         result = await self.consents.set_preferences(cmd, request_meta(context))
@@ -203,9 +199,7 @@ class ConsentServicer(consent_service_pb2_grpc.ConsentServiceServicer):
     ) -> pb.EraseSubjectResponse:
         cmd = EraseSubject(
             subject=_subject(request),
-            occurred_at=check.occurred_at(
-                "occurred_at", request.occurred_at, request.HasField("occurred_at")
-            ),
+            occurred_at=check.business_time(request, "occurred_at"),
         )
         result = await self.consents.erase_subject(cmd, request_meta(context))
         return pb.EraseSubjectResponse(
@@ -285,9 +279,7 @@ def _change_command(
         or LegalBasis.CONSENT,
         method=_enum("method", request.method, METHOD, required=True),
         evidence=_evidence(request.evidence),
-        occurred_at=check.occurred_at(
-            "occurred_at", request.occurred_at, request.HasField("occurred_at")
-        ),
+        occurred_at=check.business_time(request, "occurred_at"),
         idempotency_key=_idempotency_key(request.idempotency_key),
     )
 

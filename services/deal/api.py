@@ -54,9 +54,7 @@ class DealServicer(deal_service_pb2_grpc.DealServiceServicer):
             name=check.text("name", request.name, required=True),
             amount=check_amount("amount", _money(request, "amount")),
             expected_close_at=_expected_close_at(request),
-            occurred_at=check.occurred_at(
-                "occurred_at", request.occurred_at, request.HasField("occurred_at")
-            ),
+            occurred_at=check.business_time(request, "occurred_at"),
             idempotency_key=check.text(
                 "idempotency_key", request.idempotency_key, max_length=check.MAX_KEY
             ),
@@ -72,9 +70,7 @@ class DealServicer(deal_service_pb2_grpc.DealServiceServicer):
         cmd = ChangeDealStage(
             deal_id=deal_id,
             stage=check_open_stage(stage_name(request.stage)),
-            occurred_at=check.occurred_at(
-                "occurred_at", request.occurred_at, request.HasField("occurred_at")
-            ),
+            occurred_at=check.business_time(request, "occurred_at"),
         )
         deal = await self.deals.change_deal_stage(cmd, request_meta(context))
         return pb.ChangeDealStageResponse(deal=deal_message(deal))
@@ -85,9 +81,7 @@ class DealServicer(deal_service_pb2_grpc.DealServiceServicer):
         cmd = UpdateDealAmount(
             deal_id=_id("deal_id", request.deal_id),
             amount=check_amount("amount", _money(request, "amount")),
-            occurred_at=check.occurred_at(
-                "occurred_at", request.occurred_at, request.HasField("occurred_at")
-            ),
+            occurred_at=check.business_time(request, "occurred_at"),
         )
         deal = await self.deals.update_deal_amount(cmd, request_meta(context))
         return pb.UpdateDealAmountResponse(deal=deal_message(deal))
@@ -101,13 +95,11 @@ class DealServicer(deal_service_pb2_grpc.DealServiceServicer):
             if request.HasField("amount")
             else None
         )
-        occurred_at = check.occurred_at(
-            "occurred_at", request.occurred_at, request.HasField("occurred_at")
-        )
+        occurred_at = check.business_time(request, "occurred_at")
         cmd = WinDeal(
             deal_id=deal_id,
             amount=amount,
-            closed_at=_business_time(request, "closed_at", default=occurred_at),
+            closed_at=check.business_time(request, "closed_at", default=occurred_at),
         )
         deal = await self.deals.win_deal(cmd, request_meta(context))
         return pb.WinDealResponse(deal=deal_message(deal))
@@ -121,9 +113,7 @@ class DealServicer(deal_service_pb2_grpc.DealServiceServicer):
             deal_id=deal_id,
             reason=check.text("reason", request.reason, max_length=check.MAX_TEXT),
             loss_reason=loss_reason_name(request.loss_reason),
-            occurred_at=check.occurred_at(
-                "occurred_at", request.occurred_at, request.HasField("occurred_at")
-            ),
+            occurred_at=check.business_time(request, "occurred_at"),
         )
         deal = await self.deals.lose_deal(cmd, request_meta(context))
         return pb.LoseDealResponse(deal=deal_message(deal))
@@ -135,14 +125,14 @@ class DealServicer(deal_service_pb2_grpc.DealServiceServicer):
         check.enum_value("kind", request.kind, types_pb2.RevenueKind, required=True)
         kind = revenue_kind_name(request.kind)
         amount = check_revenue_amount("amount", _money(request, "amount"), kind)
-        occurred_at = check.occurred_at(
-            "occurred_at", request.occurred_at, request.HasField("occurred_at")
-        )
+        occurred_at = check.business_time(request, "occurred_at")
         cmd = RecordRevenue(
             deal_id=deal_id,
             amount=amount,
             kind=kind,
-            recognized_at=_business_time(request, "recognized_at", default=occurred_at),
+            recognized_at=check.business_time(
+                request, "recognized_at", default=occurred_at
+            ),
             idempotency_key=check.text(
                 "idempotency_key", request.idempotency_key, max_length=check.MAX_KEY
             ),
@@ -183,13 +173,6 @@ def _money(request: Message, field: str) -> Money:
         raise InvalidArgument(field, "is required")
     value = getattr(request, field)
     return Money(value.minor_units, value.currency)
-
-
-def _business_time(request: Message, field: str, *, default: datetime) -> datetime:
-    """A second business time (closed_at, recognized_at), checked like occurred_at."""
-    if not request.HasField(field):
-        return default
-    return check.occurred_at(field, getattr(request, field), has_value=True)
 
 
 def _expected_close_at(request: pb.OpenDealRequest) -> datetime | None:

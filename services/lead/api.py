@@ -69,9 +69,7 @@ class LeadServicer(lead_service_pb2_grpc.LeadServiceServicer):
                 types_pb2.Interaction, "INTERACTION_", request.interaction
             )
             or "other",
-            occurred_at=check.occurred_at(
-                "occurred_at", request.occurred_at, request.HasField("occurred_at")
-            ),
+            occurred_at=check.business_time(request, "occurred_at"),
             attributes=check.attributes("attributes", request.attributes),
             idempotency_key=check.text(
                 "idempotency_key", request.idempotency_key, max_length=check.MAX_KEY
@@ -93,9 +91,7 @@ class LeadServicer(lead_service_pb2_grpc.LeadServiceServicer):
             company=check.text("company", request.company),
             source_system=check.text("source_system", request.source_system),
             anonymous_id=check.text("anonymous_id", request.anonymous_id),
-            occurred_at=check.occurred_at(
-                "occurred_at", request.occurred_at, request.HasField("occurred_at")
-            ),
+            occurred_at=check.business_time(request, "occurred_at"),
             idempotency_key=check.text(
                 "idempotency_key", request.idempotency_key, max_length=check.MAX_KEY
             ),
@@ -113,9 +109,7 @@ class LeadServicer(lead_service_pb2_grpc.LeadServiceServicer):
             score=request.score,
             reason=check.text("reason", request.reason, max_length=check.MAX_TEXT),
             actor=check.text("actor", request.actor),
-            occurred_at=check.occurred_at(
-                "occurred_at", request.occurred_at, request.HasField("occurred_at")
-            ),
+            occurred_at=check.business_time(request, "occurred_at"),
         )
         lead = await self.leads.qualify_lead(cmd, request_meta(context))
         return pb.QualifyLeadResponse(lead=lead_message(lead))
@@ -128,9 +122,7 @@ class LeadServicer(lead_service_pb2_grpc.LeadServiceServicer):
             owner=check.text("owner", request.owner, required=True),
             skip_qualification=request.skip_qualification,
             actor=check.text("actor", request.actor),
-            occurred_at=check.occurred_at(
-                "occurred_at", request.occurred_at, request.HasField("occurred_at")
-            ),
+            occurred_at=check.business_time(request, "occurred_at"),
         )
         lead = await self.leads.accept_lead(cmd, request_meta(context))
         return pb.AcceptLeadResponse(lead=lead_message(lead))
@@ -150,9 +142,7 @@ class LeadServicer(lead_service_pb2_grpc.LeadServiceServicer):
             ),
             detail=check.text("detail", request.detail, max_length=check.MAX_TEXT),
             actor=check.text("actor", request.actor),
-            occurred_at=check.occurred_at(
-                "occurred_at", request.occurred_at, request.HasField("occurred_at")
-            ),
+            occurred_at=check.business_time(request, "occurred_at"),
         )
         lead = await self.leads.disqualify_lead(cmd, request_meta(context))
         return pb.DisqualifyLeadResponse(lead=lead_message(lead))
@@ -164,9 +154,7 @@ class LeadServicer(lead_service_pb2_grpc.LeadServiceServicer):
             lead_id=_lead_id("lead_id", request.lead_id),
             reason=check.text("reason", request.reason, max_length=check.MAX_TEXT),
             actor=check.text("actor", request.actor),
-            occurred_at=check.occurred_at(
-                "occurred_at", request.occurred_at, request.HasField("occurred_at")
-            ),
+            occurred_at=check.business_time(request, "occurred_at"),
         )
         lead = await self.leads.reopen_lead(cmd, request_meta(context))
         return pb.ReopenLeadResponse(lead=lead_message(lead))
@@ -184,9 +172,7 @@ class LeadServicer(lead_service_pb2_grpc.LeadServiceServicer):
             surviving_lead_id=surviving,
             merged_lead_id=merged,
             actor=check.text("actor", request.actor),
-            occurred_at=check.occurred_at(
-                "occurred_at", request.occurred_at, request.HasField("occurred_at")
-            ),
+            occurred_at=check.business_time(request, "occurred_at"),
         )
         lead = await self.leads.merge_leads(cmd, request_meta(context))
         return pb.MergeLeadsResponse(surviving_lead=lead_message(lead))

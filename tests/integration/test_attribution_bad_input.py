@@ -9,7 +9,6 @@ The deals the cases refer to reach the service as deal events over real NATS.
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -33,7 +32,6 @@ from closedloop.protobuf import timestamp
 from closedloop.services.attribution.__main__ import bootstrap
 from closedloop.services.attribution.lead_journeys import LeadJourney, LeadJourneys
 from closedloop.services.attribution.models import Touch
-from closedloop.testing.postgres import postgres_available, temporary_database
 from closedloop.testing.refusals import assert_refused
 from closedloop.testing.streams import eventually
 
@@ -91,29 +89,6 @@ class OneLead(LeadJourneys):
 
 
 # -- the service ---------------------------------------------------------------------
-
-
-@pytest.fixture(
-    scope="module",
-    params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)],
-)
-def attribution_store_url(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
-    """Like conftest's `store_url`, but module-scoped so the service starts once."""
-    if request.param == "sqlite":
-        path = tmp_path_factory.mktemp("attribution-sqlite") / "events.db"
-        yield f"sqlite:///{path}"
-        return
-    if os.environ.get("CLOSEDLOOP_SKIP_POSTGRES") == "1":
-        pytest.skip("CLOSEDLOOP_SKIP_POSTGRES=1")
-    if not postgres_available():
-        pytest.fail(
-            "PostgreSQL is not reachable on 127.0.0.1:5432; start it (see .ci/run) "
-            "or set CLOSEDLOOP_SKIP_POSTGRES=1"
-        )
-    with temporary_database() as url:
-        yield url
 
 
 @pytest.fixture(scope="module")
@@ -176,7 +151,7 @@ async def _deal(js: Any, lead_id: uuid.UUID, outcome: str) -> str:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def attribution(
-    attribution_store_url: str,
+    module_store_url: str,
     module_nats: NatsServer,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[Running]:
@@ -190,7 +165,7 @@ async def attribution(
             "CLOSEDLOOP_DATA_DIR": str(tmp_path_factory.mktemp("attribution-data")),
             "CLOSEDLOOP_NATS_URL": module_nats.url,
             "CLOSEDLOOP_ATTRIBUTION_GRPC_PORT": "0",
-            "CLOSEDLOOP_ATTRIBUTION_STORE_URL": attribution_store_url,
+            "CLOSEDLOOP_ATTRIBUTION_STORE_URL": module_store_url,
         },
     )
     service = await bootstrap(config, lead_journeys=OneLead(lead_id), train_interval=0)

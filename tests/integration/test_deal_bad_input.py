@@ -9,7 +9,6 @@ in the `closedloop-field` trailer), never leak a Python traceback, and write no 
 from __future__ import annotations
 
 import asyncio
-import os
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -28,11 +27,10 @@ from closedloop.lead.v1 import lead_service_pb2_grpc
 from closedloop.lead.v1 import types_pb2 as lead_types
 from closedloop.services.deal.__main__ import bootstrap as deal_bootstrap
 from closedloop.services.lead.__main__ import bootstrap as lead_bootstrap
-from closedloop.testing.postgres import postgres_available, temporary_database
 from closedloop.testing.refusals import assert_refused
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Iterator
+    from collections.abc import AsyncIterator, Callable
 
     from closedloop.natsserver import NatsServer
     from closedloop.service import Service
@@ -77,29 +75,6 @@ class Leads:
 
 
 # -- the services --------------------------------------------------------------------
-
-
-@pytest.fixture(
-    scope="module",
-    params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)],
-)
-def deal_store_url(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
-    """Like conftest's `store_url`, but module-scoped so the service starts once."""
-    if request.param == "sqlite":
-        path = tmp_path_factory.mktemp("deal-sqlite") / "events.db"
-        yield f"sqlite:///{path}"
-        return
-    if os.environ.get("CLOSEDLOOP_SKIP_POSTGRES") == "1":
-        pytest.skip("CLOSEDLOOP_SKIP_POSTGRES=1")
-    if not postgres_available():
-        pytest.fail(
-            "PostgreSQL is not reachable on 127.0.0.1:5432; start it (see .ci/run) "
-            "or set CLOSEDLOOP_SKIP_POSTGRES=1"
-        )
-    with temporary_database() as url:
-        yield url
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -157,7 +132,7 @@ async def leads(
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def deal(
-    deal_store_url: str,
+    module_store_url: str,
     leads: Leads,
     nats_server: NatsServer,
     tmp_path_factory: pytest.TempPathFactory,
@@ -168,7 +143,7 @@ async def deal(
             "CLOSEDLOOP_DATA_DIR": str(tmp_path_factory.mktemp("deal-data")),
             "CLOSEDLOOP_NATS_URL": nats_server.url,
             "CLOSEDLOOP_DEAL_GRPC_PORT": "0",
-            "CLOSEDLOOP_DEAL_STORE_URL": deal_store_url,
+            "CLOSEDLOOP_DEAL_STORE_URL": module_store_url,
             "CLOSEDLOOP_LEAD_ADDRESS": leads.address,
         },
     )

@@ -8,7 +8,6 @@ in the `closedloop-field` trailer), never leak a Python traceback, and write no 
 from __future__ import annotations
 
 import asyncio
-import os
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -22,11 +21,10 @@ from closedloop.config import ServiceConfig
 from closedloop.lead.v1 import lead_service_pb2 as pb
 from closedloop.lead.v1 import lead_service_pb2_grpc, types_pb2
 from closedloop.services.lead.__main__ import bootstrap
-from closedloop.testing.postgres import postgres_available, temporary_database
 from closedloop.testing.refusals import assert_refused
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Iterator
+    from collections.abc import AsyncIterator, Callable
 
     from closedloop.natsserver import NatsServer
     from closedloop.service import Service
@@ -61,32 +59,9 @@ class Running:
 # -- the service, once per store backend ---------------------------------------------
 
 
-@pytest.fixture(
-    scope="module",
-    params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)],
-)
-def lead_store_url(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
-    """Like conftest's `store_url`, but module-scoped so the service starts once."""
-    if request.param == "sqlite":
-        path = tmp_path_factory.mktemp("lead-sqlite") / "events.db"
-        yield f"sqlite:///{path}"
-        return
-    if os.environ.get("CLOSEDLOOP_SKIP_POSTGRES") == "1":
-        pytest.skip("CLOSEDLOOP_SKIP_POSTGRES=1")
-    if not postgres_available():
-        pytest.fail(
-            "PostgreSQL is not reachable on 127.0.0.1:5432; start it (see .ci/run) "
-            "or set CLOSEDLOOP_SKIP_POSTGRES=1"
-        )
-    with temporary_database() as url:
-        yield url
-
-
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def lead(
-    lead_store_url: str,
+    module_store_url: str,
     nats_server: NatsServer,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[Running]:
@@ -97,7 +72,7 @@ async def lead(
             "CLOSEDLOOP_DATA_DIR": str(data_dir),
             "CLOSEDLOOP_NATS_URL": nats_server.url,
             "CLOSEDLOOP_LEAD_GRPC_PORT": "0",
-            "CLOSEDLOOP_LEAD_STORE_URL": lead_store_url,
+            "CLOSEDLOOP_LEAD_STORE_URL": module_store_url,
         },
     )
     service = await bootstrap(config)

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
+    from google.protobuf.message import Message
     from google.protobuf.timestamp_pb2 import Timestamp
 
 MAX_NAME = 256
@@ -108,3 +109,12 @@ def attributes(field: str, values: Mapping[str, str]) -> dict[str, str]:
         name = text(f"{field}.key", key, required=True)
         checked[name] = text(f"{field}[{name}]", value)
     return checked
+
+
+def business_time(
+    request: Message, field: str = "occurred_at", *, default: datetime | None = None
+) -> datetime:
+    """A business-time field of a request: `default` (else now) when unset."""
+    if default is not None and not request.HasField(field):
+        return default
+    return occurred_at(field, getattr(request, field), request.HasField(field))
