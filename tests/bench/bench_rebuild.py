@@ -350,7 +350,14 @@ async def rebuild(url: str, name: str, store_dir: Path, head: int) -> dict[str, 
     }
 
 
-async def run(events: int) -> dict[str, Any]:
+PROJECTIONS = ("revenue_by_channel", "customer_journey")
+#: The issue's target: a rebuild at least half as fast as the raw read.
+TARGET_RATIO = 0.5
+
+
+async def run(
+    events: int, projections: tuple[str, ...] = PROJECTIONS
+) -> dict[str, Any]:
     from closedloop.natsserver import NatsServer  # noqa: PLC0415
 
     scratch = Path(tempfile.mkdtemp(prefix="closedloop-bench-rebuild-"))
@@ -368,7 +375,7 @@ async def run(events: int) -> dict[str, Any]:
         report["raw"] = await read_raw(server.url, head)
         say(f"  {report['raw']['per_second']:,.0f} events/s")
         report["rebuilds"] = {}
-        for name in ("revenue_by_channel", "customer_journey"):
+        for name in projections:
             say(f"rebuilding {name}")
             result = await rebuild(server.url, name, scratch, head)
             result["ratio_to_raw"] = round(
@@ -389,6 +396,7 @@ def rows(report: dict[str, Any]) -> list[dict[str, Any]]:
     found = []
     for name, result in report["rebuilds"].items():
         bounded = result["rss_growth_mb"] < MEMORY_BOUND_MB
+        fast = result["ratio_to_raw"] >= TARGET_RATIO
         found.append(
             {
                 "benchmark": "rebuild",
@@ -409,16 +417,21 @@ def rows(report: dict[str, Any]) -> list[dict[str, Any]]:
                     f"{raw['per_second']:,.0f} events/s, "
                     f"peak RSS {raw['rss_peak_mb']:.0f} MB"
                 ),
-                "target": f"memory bounded: growth < {MEMORY_BOUND_MB:.0f} MB",
-                "met": bool(result["complete"] and bounded),
+                "target": (
+                    f">= {TARGET_RATIO:.0%} of raw; "
+                    f"memory bounded: growth < {MEMORY_BOUND_MB:.0f} MB"
+                ),
+                "met": bool(result["complete"] and bounded and fast),
             }
         )
     return found
 
 
-def main(events: int = 1_000_000) -> dict[str, Any]:
+def main(
+    events: int = 1_000_000, projections: tuple[str, ...] = PROJECTIONS
+) -> dict[str, Any]:
     started = time.monotonic()
-    report = asyncio.run(run(events))
+    report = asyncio.run(run(events, projections))
     report["runtime_s"] = round(time.monotonic() - started, 1)
     return report
 
@@ -426,8 +439,16 @@ def main(events: int = 1_000_000) -> dict[str, Any]:
 def _cli() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument(
+        "--projection",
+        action="append",
+        choices=PROJECTIONS,
+        help="rebuild only this one (repeatable; default: all)",
+    )
     args = parser.parse_args()
-    sys.stdout.write(json.dumps(main(events=args.events), indent=2) + "\n")
+    chosen = tuple(args.projection or PROJECTIONS)
+    report = main(events=args.events, projections=chosen)
+    sys.stdout.write(json.dumps(report, indent=2) + "\n")
 
 
 if __name__ == "__main__":

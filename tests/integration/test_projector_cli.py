@@ -165,7 +165,8 @@ async def test_rebuild_shows_progress_and_resumes_after_ctrl_c(
     )
     assert code == 0, err
     assert "events/s" in out
-    assert f"customer_journey v1 g1 is active: {len(log)} log messages" in out
+    version = CustomerJourney.version
+    assert f"customer_journey v{version} g1 is active: {len(log)} log messages" in out
     active = store.active("customer_journey")
     assert active is not None
     assert active.position == len(log)

@@ -512,6 +512,13 @@ def park_row(
     }
 
 
+#: Page cache per SQLite connection. SQLite's default (2 MiB) is far smaller than
+#: the indexes of a read model with a million rows, so inserts under random keys
+#: (event ids) would go to the file for nearly every row; this keeps them in memory
+#: while still bounding what a connection may hold.
+SQLITE_CACHE_KIB = 128 * 1024
+
+
 def _engine(location: StoreLocation) -> sa.Engine:
     if location.kind == "postgres":
         connect_args: dict[str, Any] = {}
@@ -558,6 +565,7 @@ def _sqlite_transactions(engine: sa.Engine, *, wal: bool) -> None:
             _wal(cursor)
             cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=OFF")
+        cursor.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
         cursor.close()
 
     @sa_event.listens_for(engine, "begin")

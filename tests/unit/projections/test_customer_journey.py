@@ -8,7 +8,10 @@ from closedloop.errors import NotFound
 from closedloop.identity import email_digest
 from closedloop.insights.v1 import insights_service_pb2 as pb
 from closedloop.services.insights.queries import customer_journey_of
-from closedloop.services.projector.projections.customer_journey import CustomerJourney
+from closedloop.services.projector.projections.customer_journey import (
+    CustomerJourney,
+    identity,
+)
 from closedloop.services.projector.testing import (
     SECRET_KEY,
     apply_events,
@@ -93,5 +96,5 @@ def test_nothing_personal_is_stored(built: tuple[object, ...]) -> None:
     store, key, projection = built
     rows = snapshot(store, projection, key)  # type: ignore[arg-type]
     assert "pii:v1" not in repr(rows)
-    digests = {row[3] for row in rows["customer_journey_leads_v1"]}
+    digests = {row[3] for row in rows[identity.leads.name]}
     assert email_digest(SECRET_KEY, "eve@example.com") not in digests
