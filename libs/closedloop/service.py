@@ -71,6 +71,7 @@ class Service:
         while self.relay.ready.is_set():
             top = await asyncio.to_thread(self.store.recorder.max_notification_id)
             if not top or self.relay.position >= top:
+                await self.relay.save_position()
                 return
             await asyncio.sleep(0.05)
 

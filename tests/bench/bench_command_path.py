@@ -112,6 +112,7 @@ def py_spy(pid: int, out: Path, seconds: float) -> Any:
             str(int(seconds) + 60),
             "--threads",
             "--nonblocking",
+            "--gil",
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -231,6 +231,30 @@ async def test_restart_resumes_from_the_stream_without_duplicates(
     assert published == await asyncio.to_thread(store_event_ids, store)
 
 
+async def test_the_stored_position_is_written_at_most_once_an_interval(
+    store: LeadStore, nc: Client
+) -> None:
+    relay = make_relay(store, nc, poll_interval=0.05, save_interval=60.0)
+    async with running(relay):
+        await asyncio.wait_for(relay.ready.wait(), 30)
+        for _ in range(3):
+            store.save(new_visitor())
+            relay.wake()
+        await eventually(lambda: _count(nc, STREAM, 6))
+
+        async def caught_up() -> bool:
+            return relay.position == 6
+
+        await eventually(caught_up)
+        # Caught up, but the store is not written again within the interval: the
+        # stream's last message carries the position meanwhile.
+        stored = await asyncio.to_thread(relay._positions.load, relay.name)
+        assert stored.position == 0
+        await relay.save_position()  # what a graceful stop does
+        stored = await asyncio.to_thread(relay._positions.load, relay.name)
+        assert stored.position == 6
+
+
 async def test_a_recreated_stream_is_republished_from_the_store(
     store: LeadStore, nc: Client
 ) -> None:

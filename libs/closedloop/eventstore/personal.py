@@ -210,13 +210,22 @@ class PersonalDataMapper(Mapper[UUID]):
         self.personal = dict(personal)
         self.personal_cipher = personal_cipher
         self.decrypts = decrypt
+        self._fields_of: dict[type[Any], tuple[str, ...]] = {}
 
     def _fields(self, event_class: type[Any]) -> tuple[str, ...]:
-        for cls in event_class.__mro__:
-            found = self.personal.get(cls)
-            if found is not None:
-                return found
-        return ()
+        """The personal fields of an event class (looked up once per class)."""
+        found = self._fields_of.get(event_class)
+        if found is None:
+            found = next(
+                (
+                    self.personal[cls]
+                    for cls in event_class.__mro__
+                    if cls in self.personal
+                ),
+                (),
+            )
+            self._fields_of[event_class] = found
+        return found
 
     def to_stored_event(self, domain_event: Any) -> StoredEvent:
         fields = self._fields(type(domain_event))

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import uuid
 from typing import TYPE_CHECKING, Any
 
 import grpc
 from eventsourcing.persistence import InterfaceError, OperationalError
+from google.protobuf import descriptor_pool
 
 from closedloop.errors import (
     AlreadyExists,
@@ -45,43 +47,47 @@ def status_of(error: DomainError) -> grpc.StatusCode:
     return grpc.StatusCode.UNKNOWN
 
 
-class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+def guard_servicer(servicer: Any, service_name: str) -> None:
+    """Wraps each unary method of the servicer instance in the error mapping.
+
+    Done once when the service is registered rather than by a server interceptor,
+    which would build a new method handler for every call.
+    """
+    service = descriptor_pool.Default().FindServiceByName(service_name)
+    for method in service.methods:
+        if method.client_streaming or method.server_streaming:
+            continue
+        inner = getattr(servicer, method.name, None)
+        if inner is not None:
+            full_name = f"/{service_name}/{method.name}"
+            setattr(servicer, method.name, _guarded(inner, full_name))
+
+
+def _guarded(
+    inner: Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]], method: str
+) -> Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]:
     """Maps domain errors to status codes; anything unexpected is INTERNAL."""
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> Any:
-        handler = await continuation(handler_call_details)
-        if handler is None or handler.unary_unary is None:
-            return handler
-        inner = handler.unary_unary
-        method = handler_call_details.method
+    @functools.wraps(inner)
+    async def guarded(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        try:
+            return await inner(request, context)
+        except DomainError as error:
+            if isinstance(error, InvalidArgument):
+                context.set_trailing_metadata(((FIELD_METADATA_KEY, error.field),))
+            await context.abort(status_of(error), error.message)
+        except (OperationalError, InterfaceError) as error:
+            log.warning("%s: store unavailable: %s", method, error)
+            await context.abort(
+                grpc.StatusCode.UNAVAILABLE, "the event store is unavailable; retry"
+            )
+        except (asyncio.CancelledError, grpc.aio.AbortError):
+            raise
+        except Exception:
+            incident = uuid.uuid4().hex[:12]
+            log.exception("%s failed (incident %s)", method, incident)
+            await context.abort(
+                grpc.StatusCode.INTERNAL, f"internal error, incident {incident}"
+            )
 
-        async def guarded(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            try:
-                return await inner(request, context)
-            except DomainError as error:
-                if isinstance(error, InvalidArgument):
-                    context.set_trailing_metadata(((FIELD_METADATA_KEY, error.field),))
-                await context.abort(status_of(error), error.message)
-            except (OperationalError, InterfaceError) as error:
-                log.warning("%s: store unavailable: %s", method, error)
-                await context.abort(
-                    grpc.StatusCode.UNAVAILABLE, "the event store is unavailable; retry"
-                )
-            except (asyncio.CancelledError, grpc.aio.AbortError):
-                raise
-            except Exception:
-                incident = uuid.uuid4().hex[:12]
-                log.exception("%s failed (incident %s)", method, incident)
-                await context.abort(
-                    grpc.StatusCode.INTERNAL, f"internal error, incident {incident}"
-                )
-
-        return grpc.unary_unary_rpc_method_handler(
-            guarded,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+    return guarded

@@ -11,7 +11,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
-from closedloop.grpckit.errors import ErrorMappingInterceptor
+from closedloop.grpckit.errors import guard_servicer
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -48,7 +48,7 @@ async def start_server(
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
 ) -> RunningServer:
     server = grpc.aio.server(
-        interceptors=[ErrorMappingInterceptor(), *interceptors],
+        interceptors=list(interceptors) or None,
         options=[
             ("grpc.so_reuseport", 0),
             ("grpc.max_receive_message_length", 16 * 1024 * 1024),
@@ -58,6 +58,7 @@ async def start_server(
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     names = [r.service_name for r in registrations]
     for registration in registrations:
+        guard_servicer(registration.servicer, registration.service_name)
         registration.add_to_server(registration.servicer, server)
     reflection.enable_server_reflection(
         (
