@@ -6,6 +6,7 @@ runner`) owns the log position, batching, retries, parking and blue/green rebuil
 
 from __future__ import annotations
 
+import operator
 import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from sqlalchemy.dialects import postgresql, sqlite
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping, Sequence
+    from collections.abc import Callable, Iterable, Mapping, Sequence
 
     import sqlalchemy as sa
     from google.protobuf.message import Message
@@ -82,7 +83,12 @@ class ApplyContext:
     ) -> None:
         """Inserts rows whose key is new; rows already there are left as they are."""
         if rows:
-            self.conn.execute(self.insert(template).on_conflict_do_nothing(), rows)
+            execute_many(
+                self.conn,
+                (self.table(template), "insert_missing"),
+                lambda: self.insert(template).on_conflict_do_nothing(),
+                rows,
+            )
 
     def upsert(
         self,
@@ -101,15 +107,17 @@ class ApplyContext:
             if update is not None
             else [name for name in rows[0] if name not in keys]
         )
-        statement = self.insert(template)
-        if columns:
-            statement = statement.on_conflict_do_update(
+
+        def build() -> Any:
+            statement = self.insert(template)
+            if not columns:
+                return statement.on_conflict_do_nothing()
+            return statement.on_conflict_do_update(
                 index_elements=keys,
                 set_={name: statement.excluded[name] for name in columns},
             )
-        else:
-            statement = statement.on_conflict_do_nothing()
-        self.conn.execute(statement, rows)
+
+        execute_many(self.conn, (table, "upsert", *columns), build, rows)
 
     def add(
         self,
@@ -123,12 +131,75 @@ class ApplyContext:
             return
         table = self.table(template)
         keys = [c.name for c in table.primary_key.columns]
-        statement = self.insert(template)
-        statement = statement.on_conflict_do_update(
-            index_elements=keys,
-            set_={name: table.c[name] + statement.excluded[name] for name in sums},
-        )
-        self.conn.execute(statement, rows)
+        sums = tuple(sums)
+
+        def build() -> Any:
+            statement = self.insert(template)
+            return statement.on_conflict_do_update(
+                index_elements=keys,
+                set_={name: table.c[name] + statement.excluded[name] for name in sums},
+            )
+
+        execute_many(self.conn, (table, "add", *sums), build, rows)
+
+
+#: Per statement and row keys: the SQL and a function making a row's parameters, or
+#: None where the statement must go through SQLAlchemy.
+_PLANS: dict[tuple[Any, ...], tuple[str, Callable[[Any], Any]] | None] = {}
+
+
+def execute_many(
+    conn: sa.Connection,
+    key: tuple[Any, ...],
+    build: Callable[[], Any],
+    rows: Sequence[Mapping[str, Any]],
+) -> None:
+    """Runs one statement for many rows; `key` names the statement `build` makes.
+
+    On SQLite the statement is compiled once and the rows go straight to the
+    driver's executemany as tuples: SQLAlchemy's own handling of each row's
+    parameters costs about as much as SQLite's insert of it, which a rebuild of
+    millions of rows feels. That is done only where every row has the same keys,
+    every parameter is one of them and no column type converts its values;
+    anything else, and PostgreSQL (where SQLAlchemy sends rows as multi-row
+    VALUES), goes through `conn.execute`, which also refuses rows with other keys
+    than the first row's.
+    """
+    names = tuple(rows[0])
+    if conn.dialect.name != "sqlite" or len(rows) == 1:
+        conn.execute(build(), rows)
+        return
+    plan_key = (*key, conn.dialect.name, names)
+    if plan_key not in _PLANS:
+        _PLANS[plan_key] = _plan(conn.dialect, build(), names)
+    plan = _PLANS[plan_key]
+    if plan is None or any(len(row) != len(names) for row in rows):
+        conn.execute(build(), rows)
+        return
+    sql, parameters = plan
+    try:
+        values = [parameters(row) for row in rows]
+    except KeyError:  # a row with other keys
+        conn.execute(build(), rows)
+        return
+    conn.exec_driver_sql(sql, values)
+
+
+def _plan(
+    dialect: sa.Dialect, statement: Any, names: tuple[str, ...]
+) -> tuple[str, Callable[[Any], Any]] | None:
+    compiled = statement.compile(dialect=dialect, column_keys=list(names))
+    order = compiled.positiontup
+    if not order or any(name not in names for name in order):
+        return None
+    for name in order:
+        column_type = dialect.type_descriptor(compiled.binds[name].type)
+        if column_type.bind_processor(dialect) is not None:
+            return None
+    getter = operator.itemgetter(*order)
+    if len(order) == 1:
+        return compiled.string, lambda row: (getter(row),)
+    return compiled.string, getter
 
 
 class Projection(ABC):

@@ -447,7 +447,15 @@ def _entry(
         "deal_id": deal_id,
         "amount_minor": amount.minor_units if amount is not None else None,
         "currency": amount.currency if amount is not None else "",
-        "details": json.dumps(
-            {k: v for k, v in (details or {}).items() if v}, sort_keys=True
-        ),
+        "details": _details_json(details),
     }
+
+
+_DETAILS = json.JSONEncoder(sort_keys=True)
+
+
+def _details_json(details: dict[str, str] | None) -> str:
+    """Sorted JSON of the non-empty details (one encoder for every row)."""
+    if not details:
+        return "{}"
+    return _DETAILS.encode({k: v for k, v in details.items() if v})

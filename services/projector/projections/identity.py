@@ -10,6 +10,7 @@ the same people.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from closedloop.lead.v1 import types_pb2 as lead_types
+from closedloop.projections.base import execute_many
 from closedloop.projections.times import micros, micros_of
 from closedloop.protobuf import enum_name
 
@@ -316,7 +318,9 @@ class Identity:
         for op in _OPS:
             rows = self._pending[op]
             if rows:
-                self.conn.execute(_statement(self.conn, tables[op], op), rows)
+                table = tables[op]
+                build = functools.partial(_statement, self.conn, table, op)
+                execute_many(self.conn, (table, op), build, rows)
                 self._pending[op] = []
 
     def ensure_leads(self, lead_ids: Iterable[str]) -> None:
