@@ -15,6 +15,9 @@ idempotency key per call. The same client, in the same processes, measures:
 Target: at least half the throughput of the slower of the two baselines.
 
     python tests/bench/bench_command_path.py [--window 5] [--stores sqlite,postgres]
+
+`--without-relay` points the service at a NATS address where nothing listens, so its
+relay never runs: the difference is what the relay costs the command path.
 """
 
 from __future__ import annotations
@@ -45,6 +48,8 @@ from tests.bench import machine  # noqa: E402
 CLIENTS = (1, 64)
 STORES = ("sqlite", "postgres")
 TARGET_FRACTION = 0.5
+#: A NATS address where nothing listens (port 1 is never served on loopback).
+NOWHERE = "nats://127.0.0.1:1"
 PY_SPY = os.environ.get("PY_SPY", "/tmp/tools/bin/py-spy")  # noqa: S108
 
 
@@ -137,6 +142,7 @@ async def measure_service(
     warmup: float,
     window: float,
     profile_dir: Path | None,
+    without_relay: bool = False,
 ) -> dict[str, Any]:
     """Starts nats-server and the lead service on `store_url`, drives the load."""
     from closedloop.natsserver import NatsServer  # noqa: PLC0415
@@ -147,7 +153,7 @@ async def measure_service(
     service = ServiceProcess(
         "lead",
         scratch / "data",
-        nats.url,
+        NOWHERE if without_relay else nats.url,
         extra_env={
             "CLOSEDLOOP_LEAD_STORE_URL": store_url,
             "CLOSEDLOOP_SECRET_KEY": "bench-secret-key-not-for-production",
@@ -209,6 +215,7 @@ async def run(
     warmup: float,
     window: float,
     profile_dir: Path | None,
+    without_relay: bool = False,
 ) -> dict[str, Any]:
     from closedloop.testing.postgres import (  # noqa: PLC0415
         postgres_available,
@@ -223,6 +230,7 @@ async def run(
             "window_s": window,
             "touchpoints_per_visitor": machine.TOUCHPOINTS_PER_VISITOR,
             "target": "at least half the throughput of the slower baseline",
+            "relay": "not running (--without-relay)" if without_relay else "running",
         },
         "echo": {},
         "append_loop": {},
@@ -274,6 +282,7 @@ async def run(
                     warmup=warmup,
                     window=window,
                     profile_dir=profile_dir,
+                    without_relay=without_relay,
                 )
             finally:
                 shutil.rmtree(service_scratch, ignore_errors=True)
@@ -299,6 +308,7 @@ async def run(
                 warmup=warmup,
                 window=window,
                 profile_dir=profile_dir,
+                without_relay=without_relay,
             )
     report["rows"] = rows(report)
     return report
@@ -367,6 +377,7 @@ def main(
     clients: tuple[int, ...] = CLIENTS,
     processes: int = 0,
     profile_dir: str = "",
+    without_relay: bool = False,
 ) -> dict[str, Any]:
     processes = processes or max(2, min(4, os.cpu_count() or 2))
     started = time.monotonic()
@@ -378,6 +389,7 @@ def main(
             warmup=warmup,
             window=window,
             profile_dir=Path(profile_dir) if profile_dir else None,
+            without_relay=without_relay,
         )
     )
     report["runtime_s"] = round(time.monotonic() - started, 1)
@@ -394,6 +406,11 @@ def _cli() -> None:
     parser.add_argument(
         "--profile-dir", default="", help="py-spy raw profiles of the service here"
     )
+    parser.add_argument(
+        "--without-relay",
+        action="store_true",
+        help="the service cannot reach NATS, so its relay never runs",
+    )
     args = parser.parse_args()
     report = main(
         window=args.window,
@@ -402,6 +419,7 @@ def _cli() -> None:
         clients=tuple(int(c) for c in args.clients.split(",") if c),
         processes=args.processes,
         profile_dir=args.profile_dir,
+        without_relay=args.without_relay,
     )
     sys.stdout.write(json.dumps(report, indent=2) + "\n")
 
