@@ -94,9 +94,9 @@ async def start_service(
     store = store_class(env=location.eventsourcing_env())
     relay_box: list[Relay] = []
 
-    def wake_relay() -> None:
+    def wake_relay(committed: int) -> None:
         if relay_box:
-            relay_box[0].wake()
+            relay_box[0].wake(committed)
 
     executor = CommandExecutor(store, on_saved=wake_relay)
     server = await start_server(config.grpc_address, registrations(store, executor))

@@ -8,6 +8,7 @@ import threading
 import time
 import uuid
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import nats
@@ -253,6 +254,36 @@ async def test_the_stored_position_is_written_at_most_once_an_interval(
         await relay.save_position()  # what a graceful stop does
         stored = await asyncio.to_thread(relay._positions.load, relay.name)
         assert stored.position == 6
+
+
+async def test_a_caught_up_relay_reads_the_store_only_for_new_commits_or_a_poll(
+    store: LeadStore, nc: Client
+) -> None:
+    relay = make_relay(store, nc, poll_interval=30.0)
+    reads: list[int] = []
+    select = store.recorder.select_notifications
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        reads.append(args[0])
+        return select(*args, **kwargs)
+
+    relay._recorder = SimpleNamespace(select_notifications=counted)  # type: ignore[assignment]
+    async with running(relay):
+        await asyncio.wait_for(relay.ready.wait(), 30)
+        for n in range(1, 4):
+            store.save(new_visitor())
+            relay.wake(committed=2 * n)  # what the command executor reports
+
+            async def published(expected: int = 2 * n) -> bool:
+                return await _count(nc, STREAM, expected)
+
+            await eventually(published, timeout=10)
+        await asyncio.sleep(0.2)
+        before = len(reads)
+        for _ in range(5):
+            relay.wake(committed=6)  # nothing new: no read of the store
+            await asyncio.sleep(0.05)
+        assert len(reads) == before
 
 
 async def test_a_recreated_stream_is_republished_from_the_store(

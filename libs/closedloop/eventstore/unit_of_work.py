@@ -99,12 +99,15 @@ class UnitOfWork:
                 cache.get(aggregate_id, evict=True)
 
     def save(self) -> int:
-        """Saves every pending event in one transaction; returns how many."""
+        """Saves every pending event in one transaction; returns its last id.
+
+        That is the notification id of the last event saved, 0 if nothing was.
+        """
         dirty = [a for a in self._aggregates.values() if a.pending_events]
         if not dirty:
             return 0
         recordings = self._app.save(*dirty)
-        return len(recordings)
+        return max((r.notification.id for r in recordings), default=0)
 
 
 @dataclass
@@ -129,7 +132,7 @@ class CommandExecutor:
         *,
         max_batch: int = 512,
         conflict_retries: int = 3,
-        on_saved: Callable[[], None] | None = None,
+        on_saved: Callable[[int], None] | None = None,
     ) -> None:
         self._app = app
         self._max_batch = max_batch
@@ -231,7 +234,7 @@ class CommandExecutor:
                 return [_Outcome(error=error) for _ in items]
             else:
                 if saved and self._on_saved is not None:
-                    self._on_saved()
+                    self._on_saved(saved)
                 return outcomes
         uow.evict()
         return [self._run_alone(command, meta) for command, meta in items]
@@ -259,7 +262,7 @@ class CommandExecutor:
                     uow.evict()
                 return _Outcome(error=error)
             if saved and self._on_saved is not None:
-                self._on_saved()
+                self._on_saved(saved)
             return _Outcome(result=result)
         return _Outcome(
             error=ConcurrencyConflict(

@@ -114,16 +114,41 @@ class Relay:
         self._sent_position = 0
         self._saved: RelayState | None = None
         self._last_save = 0.0
+        #: The highest notification id this process is known to have committed.
+        self._committed = 0
+        self._last_read = 0.0
 
     @property
     def position(self) -> int:
         return self.state.position
 
-    def wake(self) -> None:
-        """Thread-safe: called by the writer thread after every save."""
+    def wake(self, committed: int = 0) -> None:
+        """Thread-safe: called by the writer thread after every save.
+
+        `committed` is the last notification id that save took: until the relay
+        has sent that far it knows there is more to read, and past it, that there
+        is nothing new from this process until the next wake-up or poll.
+        """
         loop = self._loop
         if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(self._wake.set)
+            loop.call_soon_threadsafe(self._woken, committed)
+
+    def _woken(self, committed: int) -> None:
+        self._committed = max(self._committed, committed)
+        self._wake.set()
+
+    def _nothing_new(self) -> bool:
+        """Sent all this process committed, and read the store lately: skip a read.
+
+        Another writer's commits (or a transaction this relay saw as a gap) show up
+        at the next poll, at most `poll_interval` later.
+        """
+        return (
+            self._sent_position >= self._committed
+            and not self.state.open_gaps
+            and not self._first_seen_missing
+            and time.monotonic() - self._last_read < self.settings.poll_interval
+        )
 
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -235,6 +260,9 @@ class Relay:
         return True
 
     async def _send_next_batch(self) -> tuple[list[asyncio.Future[Any]], int] | None:
+        if self._nothing_new():
+            return None
+        self._last_read = time.monotonic()
         notifications = await asyncio.to_thread(
             self._recorder.select_notifications,
             self._sent_position + 1,
