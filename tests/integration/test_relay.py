@@ -286,6 +286,16 @@ async def test_a_caught_up_relay_reads_the_store_only_for_new_commits_or_a_poll(
         assert len(reads) == before
 
 
+async def test_a_backlog_is_read_batch_after_batch_without_waiting_for_polls(
+    store: LeadStore, nc: Client
+) -> None:
+    for _ in range(100):
+        store.save(new_visitor(n_touchpoints=4))  # 500 events
+    relay = make_relay(store, nc, poll_interval=30.0, batch_size=16, window=2)
+    async with running(relay):
+        await eventually(lambda: _count(nc, STREAM, 500), timeout=20)
+
+
 async def test_a_recreated_stream_is_republished_from_the_store(
     store: LeadStore, nc: Client
 ) -> None:

@@ -116,7 +116,8 @@ class Relay:
         self._last_save = 0.0
         #: The highest notification id this process is known to have committed.
         self._committed = 0
-        self._last_read = 0.0
+        #: When a read of the store last found nothing new (None: it did not).
+        self._caught_up_at: float | None = None
 
     @property
     def position(self) -> int:
@@ -138,16 +139,18 @@ class Relay:
         self._wake.set()
 
     def _nothing_new(self) -> bool:
-        """Sent all this process committed, and read the store lately: skip a read.
+        """Found the store read out lately and sent all this process committed since.
 
-        Another writer's commits (or a transaction this relay saw as a gap) show up
-        at the next poll, at most `poll_interval` later.
+        Then a read would come back empty: skip it. Another writer's commits (or a
+        transaction this relay saw as a gap) show up at the next poll, at most
+        `poll_interval` later.
         """
         return (
-            self._sent_position >= self._committed
+            self._caught_up_at is not None
+            and self._sent_position >= self._committed
             and not self.state.open_gaps
             and not self._first_seen_missing
-            and time.monotonic() - self._last_read < self.settings.poll_interval
+            and time.monotonic() - self._caught_up_at < self.settings.poll_interval
         )
 
     async def run(self) -> None:
@@ -262,7 +265,7 @@ class Relay:
     async def _send_next_batch(self) -> tuple[list[asyncio.Future[Any]], int] | None:
         if self._nothing_new():
             return None
-        self._last_read = time.monotonic()
+        read_at = time.monotonic()
         notifications = await asyncio.to_thread(
             self._recorder.select_notifications,
             self._sent_position + 1,
@@ -271,6 +274,7 @@ class Relay:
         ready, new_position, skipped = self._contiguous(
             notifications, self._sent_position
         )
+        self._caught_up_at = read_at if not notifications else None
         if new_position == self._sent_position:
             return None
         if skipped:
