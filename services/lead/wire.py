@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from closedloop.eventstore.metadata import META_ATTRIBUTE, EventMeta
 from closedloop.lead.v1 import events_pb2, lead_service_pb2, types_pb2
@@ -11,13 +11,13 @@ from closedloop.protobuf import enum_name, enum_number, timestamp, to_datetime
 from closedloop.services.lead.domain import (
     EmailClaim,
     Lead,
+    Touchpoint,
     TouchpointOwner,
     Visitor,
 )
 
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from datetime import datetime
 
     from google.protobuf.message import Message
 
@@ -34,44 +34,7 @@ def interaction_number(interaction: str) -> int:
     return enum_number(types_pb2.Interaction, "INTERACTION_", interaction)
 
 
-class TouchpointFields(Protocol):
-    """A Touchpoint, or the TouchpointRecorded event that carries the same fields."""
-
-    @property
-    def touchpoint_id(self) -> uuid.UUID: ...
-
-    @property
-    def anonymous_id(self) -> str: ...
-
-    @property
-    def lead_id(self) -> uuid.UUID | None: ...
-
-    @property
-    def channel(self) -> str: ...
-
-    @property
-    def source(self) -> str: ...
-
-    @property
-    def medium(self) -> str: ...
-
-    @property
-    def campaign(self) -> str: ...
-
-    @property
-    def content(self) -> str: ...
-
-    @property
-    def interaction(self) -> str: ...
-
-    @property
-    def occurred_at(self) -> datetime: ...
-
-    @property
-    def attributes(self) -> dict[str, str]: ...
-
-
-def touchpoint_message(tp: TouchpointFields) -> types_pb2.Touchpoint:
+def touchpoint_message(tp: Touchpoint) -> types_pb2.Touchpoint:
     return types_pb2.Touchpoint(
         touchpoint_id=str(tp.touchpoint_id),
         anonymous_id=tp.anonymous_id,
@@ -126,7 +89,23 @@ def to_message(event: Any) -> Message | None:  # noqa: C901, PLR0911, PLR0912 - 
             anonymous_id=event.anonymous_id, occurred_at=timestamp(event.occurred_at)
         )
     if isinstance(event, TouchpointOwner.TouchpointRecorded):
-        return events_pb2.TouchpointRecorded(touchpoint=touchpoint_message(event))
+        return events_pb2.TouchpointRecorded(
+            touchpoint=touchpoint_message(
+                Touchpoint(
+                    touchpoint_id=event.touchpoint_id,
+                    channel=event.channel,
+                    source=event.source,
+                    medium=event.medium,
+                    campaign=event.campaign,
+                    content=event.content,
+                    interaction=event.interaction,
+                    occurred_at=event.occurred_at,
+                    attributes=event.attributes,
+                    anonymous_id=event.anonymous_id,
+                    lead_id=event.lead_id,
+                )
+            )
+        )
     if isinstance(event, Lead.Captured):
         return events_pb2.LeadCaptured(
             lead_id=lead_id,

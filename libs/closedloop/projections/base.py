@@ -144,8 +144,10 @@ class ApplyContext:
 
 
 #: Per statement and row keys: the SQL and a function making a row's parameters, or
-#: None where the statement must go through SQLAlchemy.
+#: None where the statement must go through SQLAlchemy. Keyed by table objects, of
+#: which every generation has its own: emptied when it grows past `_MAX_PLANS`.
 _PLANS: dict[tuple[Any, ...], tuple[str, Callable[[Any], Any]] | None] = {}
+_MAX_PLANS = 1024
 
 
 def execute_many(
@@ -169,8 +171,10 @@ def execute_many(
     if conn.dialect.name != "sqlite" or len(rows) == 1:
         conn.execute(build(), rows)
         return
-    plan_key = (*key, conn.dialect.name, names)
+    plan_key = (*key, names)
     if plan_key not in _PLANS:
+        if len(_PLANS) >= _MAX_PLANS:
+            _PLANS.clear()
         _PLANS[plan_key] = _plan(conn.dialect, build(), names)
     plan = _PLANS[plan_key]
     if plan is None or any(len(row) != len(names) for row in rows):
