@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING, Any
 from closedloop import bus
 from closedloop.bus.consumer import ConsumerSpec, EventConsumer
 from closedloop.bus.streams import StreamSettings, context_stream, provision_streams
-from closedloop.eventstore.personal import PersonalDataMapper
 from closedloop.eventstore.store import StoreLocation
 from closedloop.eventstore.unit_of_work import CommandExecutor
 from closedloop.grpckit.server import Registration, RunningServer, start_server
 from closedloop.relay import Relay, RelaySettings
+from closedloop.relay.outbox import OutboxRecipe, WorkerOutbox
 from closedloop.relay.positions import RelayPositions
 
 if TYPE_CHECKING:
@@ -61,6 +61,8 @@ class Service:
         for task in self.tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        if self.relay is not None:
+            await self.relay.close()
         if self.nc is not None:
             with contextlib.suppress(Exception):
                 await self.nc.close()
@@ -91,7 +93,8 @@ async def start_service(
 ) -> Service:
     location = StoreLocation.parse(config.store_url)
     await asyncio.to_thread(location.ensure_schema)
-    store = store_class(env=location.eventsourcing_env())
+    store_env = location.eventsourcing_env()
+    store = store_class(env=store_env)
     relay_box: list[Relay] = []
 
     def wake_relay(committed: int) -> None:
@@ -115,8 +118,7 @@ async def start_service(
                     service,
                     positions,
                     relay_box,
-                    to_message,
-                    source,
+                    OutboxRecipe(store_class, store_env, to_message, source),
                     relay_settings,
                     consumers(),
                 ),
@@ -130,8 +132,7 @@ async def _connect_and_relay(
     service: Service,
     positions: RelayPositions,
     relay_box: list[Relay],
-    to_message: Callable[[Any], Message | None],
-    source: str,
+    outbox: OutboxRecipe,
     relay_settings: RelaySettings | None,
     consumer_specs: Sequence[ConsumerSpec],
 ) -> None:
@@ -158,17 +159,13 @@ async def _connect_and_relay(
         except Exception as error:  # noqa: BLE001 - NATS may be away; keep trying
             log.warning("cannot provision streams yet: %s", error)
             await asyncio.sleep(1)
-    mapper = service.store.mapper
-    if isinstance(mapper, PersonalDataMapper):
-        mapper = mapper.for_wire()  # personal fields stay encrypted on the stream
     relay = Relay(
         name=f"{config.service}-relay",
-        recorder=service.store.recorder,
-        mapper=mapper,
-        to_message=to_message,
+        # Decoding and mapping stored events happens in a worker process, off the
+        # GIL that the service's commands need.
+        outbox=WorkerOutbox(outbox),
         nc=nc,
         stream=context_stream(config.service),
-        source=source,
         positions=positions,
         settings=relay_settings,
     )

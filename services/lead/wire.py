@@ -35,6 +35,7 @@ def interaction_number(interaction: str) -> int:
 
 
 def touchpoint_message(tp: Touchpoint) -> types_pb2.Touchpoint:
+    """Also takes a TouchpointRecorded event, which has the same fields."""
     return types_pb2.Touchpoint(
         touchpoint_id=str(tp.touchpoint_id),
         anonymous_id=tp.anonymous_id,
@@ -83,29 +84,13 @@ def lead_message(lead: Lead) -> lead_service_pb2.Lead:
 
 def to_message(event: Any) -> Message | None:  # noqa: C901, PLR0911, PLR0912 - a branch per type
     """The published form of a stored event; None for the service's own bookkeeping."""
-    lead_id = str(event.originator_id)
+    if isinstance(event, TouchpointOwner.TouchpointRecorded):
+        return events_pb2.TouchpointRecorded(touchpoint=touchpoint_message(event))
     if isinstance(event, Visitor.FirstSeen):
         return events_pb2.VisitorFirstSeen(
             anonymous_id=event.anonymous_id, occurred_at=timestamp(event.occurred_at)
         )
-    if isinstance(event, TouchpointOwner.TouchpointRecorded):
-        return events_pb2.TouchpointRecorded(
-            touchpoint=touchpoint_message(
-                Touchpoint(
-                    touchpoint_id=event.touchpoint_id,
-                    channel=event.channel,
-                    source=event.source,
-                    medium=event.medium,
-                    campaign=event.campaign,
-                    content=event.content,
-                    interaction=event.interaction,
-                    occurred_at=event.occurred_at,
-                    attributes=event.attributes,
-                    anonymous_id=event.anonymous_id,
-                    lead_id=event.lead_id,
-                )
-            )
-        )
+    lead_id = str(event.originator_id)
     if isinstance(event, Lead.Captured):
         return events_pb2.LeadCaptured(
             lead_id=lead_id,

@@ -2,10 +2,11 @@
 
 A SQLite lead store is filled with N events (visitors and their touchpoints, saved
 through the LeadStore application in large transactions). A Relay
-(closedloop.relay) then publishes them into a fresh CLOSEDLOOP_LEAD stream on its own
+(closedloop.relay), set up as a service sets it up (reading and mapping in its outbox
+worker process), then publishes them into a fresh CLOSEDLOOP_LEAD stream on its own
 nats-server, and is timed until its position reaches the end of the store. The same
-messages (mapped by the relay's own mapper, `to_message` and envelope, so the same
-subjects, payloads and headers) are then published raw with nats-py's
+messages (mapped by the same outbox reader, so the same subjects, payloads and
+headers) are then published raw with nats-py's
 `js.publish_async` into the stream re-created empty, twice: all pipelined with the
 acknowledgements awaited at the end, and in windows of the relay's batch size.
 
@@ -91,15 +92,16 @@ def prefill(store_url: str, events: int) -> int:
 
 async def run(events: int) -> dict[str, Any]:
     from closedloop import bus  # noqa: PLC0415
+    from closedloop.bus.cloudevents import RELAY_POSITION_HEADER  # noqa: PLC0415
     from closedloop.bus.streams import (  # noqa: PLC0415
         StreamSettings,
         context_stream,
         provision_streams,
     )
-    from closedloop.eventstore.personal import PersonalDataMapper  # noqa: PLC0415
     from closedloop.eventstore.store import StoreLocation  # noqa: PLC0415
     from closedloop.natsserver import NatsServer  # noqa: PLC0415
     from closedloop.relay import Relay, RelaySettings  # noqa: PLC0415
+    from closedloop.relay.outbox import OutboxRecipe, WorkerOutbox  # noqa: PLC0415
     from closedloop.relay.positions import RelayPositions  # noqa: PLC0415
     from closedloop.services.lead.application import LeadStore  # noqa: PLC0415
     from closedloop.services.lead.wire import SOURCE, to_message  # noqa: PLC0415
@@ -120,25 +122,27 @@ async def run(events: int) -> dict[str, Any]:
     report: dict[str, Any] = {"events": written, "prefill_s": round(fill_s, 2)}
     try:
         await provision_streams(js, settings, ("lead",), include_log=False)
-        mapper = store.mapper
-        if isinstance(mapper, PersonalDataMapper):
-            mapper = mapper.for_wire()
+        recipe = OutboxRecipe(
+            LeadStore, location.eventsourcing_env(), to_message, SOURCE
+        )
         relay_settings = RelaySettings()
         relay = Relay(
             name="lead-relay",
-            recorder=store.recorder,  # type: ignore[arg-type]
-            mapper=mapper,
-            to_message=to_message,
+            outbox=WorkerOutbox(recipe),  # as a service runs it
             nc=nc,
             stream=stream,
-            source=SOURCE,
             positions=RelayPositions(location.sqlalchemy_url()),
             settings=relay_settings,
         )
         top = store.recorder.max_notification_id() or 0
         machine.say(f"relay: publishing {top:,} notifications through the Relay")
-        began = time.monotonic()
+        started = time.monotonic()
         task = asyncio.create_task(relay.run())
+        # Timed from when it is ready: its outbox worker has started, like a
+        # service's relay long before a backlog builds up.
+        await asyncio.wait_for(relay.ready.wait(), 60)
+        began = time.monotonic()
+        report["relay_start_s"] = round(began - started, 2)
         deadline = began + 300
         while relay.position < top and time.monotonic() < deadline:
             if task.done():
@@ -148,6 +152,7 @@ async def run(events: int) -> dict[str, Any]:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+        await relay.close()
         info = await js.stream_info(stream)
         report["relay"] = {
             "seconds": round(relay_s, 3),
@@ -159,27 +164,19 @@ async def run(events: int) -> dict[str, Any]:
         }
         machine.say(f"  {machine.rate(report['relay']['per_second'])}")
 
-        # The same messages, mapped once, then published raw.
+        # The same messages (subjects, payloads, headers), mapped once in this
+        # process by the same reader, then published raw.
         messages: list[tuple[str, bytes, dict[str, str]]] = []
+        reader_store, reader = recipe.open()
         start = 1
-        while True:
-            notifications = store.recorder.select_notifications(start, 1000)
-            if not notifications:
-                break
-            for notification in notifications:
-                domain_event = mapper.to_domain_event(notification)
-                message = to_message(domain_event)
-                if message is None:
-                    continue
-                envelope = relay.envelope(domain_event, message, notification.id)
-                messages.append(
-                    (
-                        envelope.nats_subject,
-                        message.SerializeToString(),
-                        envelope.headers(relay_position=notification.id),
-                    )
-                )
-            start = notifications[-1].id + 1
+        while events_read := reader.read(start, 1000):
+            messages.extend(
+                (subject, payload, {**headers, RELAY_POSITION_HEADER: str(position)})
+                for position, subject, payload, headers in events_read
+                if subject
+            )
+            start = events_read[-1][0] + 1
+        reader_store.close()
 
         async def fresh_stream() -> None:
             await js.delete_stream(stream)

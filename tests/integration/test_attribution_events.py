@@ -373,7 +373,12 @@ async def test_training_learns_from_the_streams_and_later_wins_use_it(
     assert markov.conversion_probability == pytest.approx(1 / 3)
 
     async def both_published() -> list[Any]:
-        found = await world.on_stream(events_pb2.ChannelModelTrained)
+        # Tries before the consumers caught up trained on fewer journeys.
+        found = [
+            m
+            for m in await world.on_stream(events_pb2.ChannelModelTrained)
+            if m.journeys == 3
+        ]
         return found if len(found) >= 2 else []
 
     published = await eventually(both_published, timeout=30)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
 import threading
 import time
 import uuid
@@ -24,6 +26,12 @@ from closedloop.bus.streams import (
 )
 from closedloop.eventstore.store import StoreLocation
 from closedloop.relay import Relay, RelaySettings, event_id
+from closedloop.relay.outbox import (
+    OutboxReader,
+    OutboxRecipe,
+    ThreadOutbox,
+    WorkerOutbox,
+)
 from closedloop.relay.positions import RelayPositions, RelayState
 from closedloop.services.lead.application import LeadStore
 from closedloop.services.lead.domain import TouchpointRequest, Visitor
@@ -81,16 +89,25 @@ async def nc(own_nats_server: NatsServer) -> AsyncIterator[Client]:
     await client.close()
 
 
-def make_relay(store: LeadStore, nc: Client, **settings: Any) -> Relay:
+def make_relay(
+    store: LeadStore, nc: Client, *, in_worker: bool = False, **settings: Any
+) -> Relay:
+    """A relay reading in a thread, or in a worker process as services run it."""
     location = StoreLocation.parse(store.store_url)  # type: ignore[attr-defined]
+    outbox: ThreadOutbox | WorkerOutbox
+    if in_worker:
+        outbox = WorkerOutbox(
+            OutboxRecipe(LeadStore, dict(store.env), to_message, SOURCE)
+        )
+    else:
+        outbox = ThreadOutbox(
+            OutboxReader(store.recorder, store.mapper, to_message, SOURCE)  # type: ignore[arg-type]
+        )
     return Relay(
         name="lead-relay",
-        recorder=store.recorder,  # type: ignore[arg-type]
-        mapper=store.mapper,
-        to_message=to_message,
+        outbox=outbox,
         nc=nc,
         stream=STREAM,
-        source=SOURCE,
         positions=RelayPositions(location.sqlalchemy_url(), schema=location.pg_schema),
         settings=RelaySettings(**settings),
     )
@@ -105,6 +122,7 @@ async def running(relay: Relay) -> AsyncIterator[Relay]:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+        await relay.close()
 
 
 def store_event_ids(store: LeadStore) -> list[str]:
@@ -122,7 +140,9 @@ async def stream_event_ids(nc: Client, stream: str = STREAM) -> list[str]:
 async def test_stream_holds_exactly_the_events_written_from_many_threads(
     store: LeadStore, nc: Client
 ) -> None:
-    relay = make_relay(store, nc, gap_timeout=1.0, batch_size=64, poll_interval=0.05)
+    relay = make_relay(
+        store, nc, in_worker=True, gap_timeout=1.0, batch_size=64, poll_interval=0.05
+    )
     errors: list[BaseException] = []
 
     def writer() -> None:
@@ -267,7 +287,8 @@ async def test_a_caught_up_relay_reads_the_store_only_for_new_commits_or_a_poll(
         reads.append(args[0])
         return select(*args, **kwargs)
 
-    relay._recorder = SimpleNamespace(select_notifications=counted)  # type: ignore[assignment]
+    assert isinstance(relay.outbox, ThreadOutbox)
+    relay.outbox.reader.recorder = SimpleNamespace(select_notifications=counted)  # type: ignore[assignment]
     async with running(relay):
         await asyncio.wait_for(relay.ready.wait(), 30)
         for n in range(1, 4):
@@ -344,3 +365,39 @@ async def test_relay_catches_up_after_nats_was_away(
         )
     finally:
         await client.close()
+
+
+async def test_the_relay_starts_another_outbox_worker_when_one_dies(
+    store: LeadStore, nc: Client
+) -> None:
+    """Reading and mapping happen in a worker process; killing it loses nothing."""
+    relay = make_relay(store, nc, in_worker=True, poll_interval=0.05)
+    async with running(relay):
+        await asyncio.wait_for(relay.ready.wait(), 60)
+        assert isinstance(relay.outbox, WorkerOutbox)
+        first = relay.outbox.worker_pid
+        assert first is not None
+        for _ in range(5):
+            store.save(new_visitor())
+        await eventually(lambda: _count(nc, STREAM, 10))
+        os.kill(first, signal.SIGKILL)
+        for _ in range(5):
+            store.save(new_visitor())
+        await eventually(lambda: _count(nc, STREAM, 20), timeout=60)
+        assert relay.outbox.worker_pid not in {None, first}
+    published = await stream_event_ids(nc)
+    assert published == await asyncio.to_thread(store_event_ids, store)
+
+
+async def test_a_stopped_relay_leaves_no_outbox_worker_behind(
+    store: LeadStore, nc: Client
+) -> None:
+    relay = make_relay(store, nc, in_worker=True)
+    async with running(relay):
+        await asyncio.wait_for(relay.ready.wait(), 60)
+        assert isinstance(relay.outbox, WorkerOutbox)
+        pid = relay.outbox.worker_pid
+        assert pid is not None
+    assert relay.outbox.worker_pid is None
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)

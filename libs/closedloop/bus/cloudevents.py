@@ -50,22 +50,18 @@ class Envelope:
         return self.event_type
 
     def headers(self, *, relay_position: int | None = None) -> dict[str, str]:
-        headers = {
-            MSG_ID_HEADER: self.event_id,
-            "ce-specversion": SPECVERSION,
-            "ce-id": self.event_id,
-            "ce-type": self.event_type,
-            "ce-source": self.source,
-            "ce-subject": self.subject,
-            "ce-time": self.time.astimezone(UTC).isoformat().replace("+00:00", "Z"),
-            "ce-sequence": str(self.sequence),
-            "ce-correlationid": self.correlation_id,
-            "ce-causationid": self.causation_id,
-            "content-type": CONTENT_TYPE,
-            POSITION_HEADER: str(self.position),
-        }
-        if self.traceparent:
-            headers["traceparent"] = self.traceparent
+        headers = binary_mode_headers(
+            event_id=self.event_id,
+            event_type=self.event_type,
+            source=self.source,
+            subject=self.subject,
+            time=self.time,
+            sequence=self.sequence,
+            correlation_id=self.correlation_id,
+            causation_id=self.causation_id,
+            traceparent=self.traceparent,
+            position=self.position,
+        )
         if relay_position is not None:
             headers[RELAY_POSITION_HEADER] = str(relay_position)
         return headers
@@ -89,6 +85,41 @@ class Envelope:
             )
         except (KeyError, ValueError) as error:
             raise EnvelopeError(f"bad CloudEvents header: {error}") from error
+
+
+def binary_mode_headers(
+    *,
+    event_id: str,
+    event_type: str,
+    source: str,
+    subject: str,
+    time: datetime,
+    sequence: int,
+    correlation_id: str,
+    causation_id: str,
+    traceparent: str,
+    position: int,
+) -> dict[str, str]:
+    """The headers of one event; the relay calls this for every event it sends."""
+    if time.tzinfo is not UTC:
+        time = time.astimezone(UTC)
+    headers = {
+        MSG_ID_HEADER: event_id,
+        "ce-specversion": SPECVERSION,
+        "ce-id": event_id,
+        "ce-type": event_type,
+        "ce-source": source,
+        "ce-subject": subject,
+        "ce-time": time.isoformat().replace("+00:00", "Z"),
+        "ce-sequence": str(sequence),
+        "ce-correlationid": correlation_id,
+        "ce-causationid": causation_id,
+        "content-type": CONTENT_TYPE,
+        POSITION_HEADER: str(position),
+    }
+    if traceparent:
+        headers["traceparent"] = traceparent
+    return headers
 
 
 def decode_payload(event_type: str, payload: bytes) -> Message:

@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import random
 import time
-import uuid
 from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -23,44 +21,27 @@ from typing import TYPE_CHECKING, Any
 import nats.errors
 import nats.js.errors
 
-from closedloop.bus.cloudevents import RELAY_POSITION_HEADER, Envelope
-from closedloop.eventstore.metadata import EventMeta
+from closedloop.bus.cloudevents import RELAY_POSITION_HEADER
+from closedloop.relay.outbox import OutboxUnavailableError, event_id
 from closedloop.relay.positions import RelayPositions, RelayState
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Sequence
 
-    from eventsourcing.persistence import ApplicationRecorder, Mapper, Notification
-    from google.protobuf.message import Message
     from nats.aio.client import Client
 
+    from closedloop.relay.outbox import Outbox, WireEvent
+
+__all__ = ["Relay", "RelaySettings", "event_id"]
+
 log = logging.getLogger(__name__)
-
-EVENT_ID_NAMESPACE = uuid.UUID("6d0b3c4e-3f5a-4c41-9d52-2f6f0e5b7a10")
-_NAMESPACE_BYTES = EVENT_ID_NAMESPACE.bytes
-
-
-def event_id(originator_id: uuid.UUID | str, originator_version: int) -> str:
-    """The identity of a stored event, stable across retries and republishing.
-
-    A UUIDv5 of the aggregate id and version, computed without building UUID objects:
-    the relay does this for every event it publishes.
-    """
-    digest = bytearray(
-        hashlib.sha1(
-            _NAMESPACE_BYTES + f"{originator_id}:{originator_version}".encode(),
-            usedforsecurity=False,
-        ).digest()[:16]
-    )
-    digest[6] = (digest[6] & 0x0F) | 0x50
-    digest[8] = (digest[8] & 0x3F) | 0x80
-    h = digest.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 @dataclass(frozen=True)
 class RelaySettings:
-    batch_size: int = 256
+    #: Events per read of the store. Large batches matter when catching up: each read
+    #: is a round trip to the outbox worker and a round of acknowledgements.
+    batch_size: int = 1024
     poll_interval: float = 0.5
     publish_timeout: float = 5.0
     #: How long a gap in notification ids may be a transaction still committing.
@@ -85,23 +66,17 @@ class Relay:
         self,
         *,
         name: str,
-        recorder: ApplicationRecorder,
-        mapper: Mapper[Any],
-        to_message: Callable[[Any], Message | None],
+        outbox: Outbox,
         nc: Client,
         stream: str,
-        source: str,
         positions: RelayPositions,
         settings: RelaySettings | None = None,
     ) -> None:
         self.name = name
-        self._recorder = recorder
-        self._mapper = mapper
-        self._to_message = to_message
+        self.outbox = outbox
         self._nc = nc
         self._js = nc.jetstream()
         self._stream = stream
-        self._source = source
         self._positions = positions
         self.settings = settings or RelaySettings()
         self.state = RelayState()
@@ -118,6 +93,11 @@ class Relay:
         self._committed = 0
         #: When a read of the store last found nothing new (None: it did not).
         self._caught_up_at: float | None = None
+        #: The next batch, read while the last one is published: (from id, when
+        #: asked, the read). Reading and mapping overlap with publishing.
+        self._read_ahead: tuple[int, float, asyncio.Future[list[WireEvent]]] | None = (
+            None
+        )
 
     @property
     def position(self) -> int:
@@ -170,7 +150,10 @@ class Relay:
                 ConnectionError,
             ) as error:
                 log.warning(
-                    "relay %s: NATS unavailable (%s); retrying", self.name, error
+                    "relay %s: %s unavailable (%s); retrying",
+                    self.name,
+                    "store" if isinstance(error, OutboxUnavailableError) else "NATS",
+                    error,
                 )
                 await asyncio.sleep(backoff + random.uniform(0, backoff / 2))
                 backoff = min(backoff * 2, self.settings.max_backoff)
@@ -186,6 +169,7 @@ class Relay:
 
     async def _resume(self) -> None:
         """Starts from what the stream already holds: no duplicates, no gaps."""
+        await self.outbox.open()
         stored = await asyncio.to_thread(self._positions.load, self.name)
         in_stream = await self._stream_position()
         if in_stream is None:
@@ -252,6 +236,7 @@ class Relay:
                 self.published += len(futures)
             self._in_flight.popleft()
         except BaseException:
+            self._drop_read_ahead()
             for futures, _ in self._in_flight:
                 for future in futures:
                     future.cancel()
@@ -265,18 +250,13 @@ class Relay:
     async def _send_next_batch(self) -> tuple[list[asyncio.Future[Any]], int] | None:
         if self._nothing_new():
             return None
-        read_at = time.monotonic()
-        notifications = await asyncio.to_thread(
-            self._recorder.select_notifications,
-            self._sent_position + 1,
-            self.settings.batch_size,
-        )
-        ready, new_position, skipped = self._contiguous(
-            notifications, self._sent_position
-        )
-        self._caught_up_at = read_at if not notifications else None
+        read_at, events = await self._read(self._sent_position + 1)
+        ready, new_position, skipped = self._contiguous(events, self._sent_position)
+        self._caught_up_at = read_at if not events else None
         if new_position == self._sent_position:
             return None
+        if len(events) == len(ready) == self.settings.batch_size:
+            self._read_next(new_position + 1)  # a backlog: read on while sending
         if skipped:
             # Remember the missing ids before moving past them, so that a crash
             # cannot forget an event that commits late.
@@ -287,6 +267,33 @@ class Relay:
         futures = await self._send(ready)
         self._sent_position = new_position
         return futures, new_position
+
+    async def _read(self, start: int) -> tuple[float, list[WireEvent]]:
+        """The batch from `start` on, and when it was asked for."""
+        ahead, self._read_ahead = self._read_ahead, None
+        if ahead is not None:
+            ahead_start, asked_at, task = ahead
+            if ahead_start == start:
+                return asked_at, await task
+            task.cancel()
+        asked_at = time.monotonic()
+        return asked_at, await self.outbox.read(start, self.settings.batch_size)
+
+    def _read_next(self, start: int) -> None:
+        read = self.outbox.read(start, self.settings.batch_size)
+        # A read dropped after a failure may fail too: nobody else will look at it.
+        read.add_done_callback(lambda r: r.cancelled() or r.exception())
+        self._read_ahead = (start, time.monotonic(), read)
+
+    def _drop_read_ahead(self) -> None:
+        ahead, self._read_ahead = self._read_ahead, None
+        if ahead is not None:
+            ahead[2].cancel()
+
+    async def close(self) -> None:
+        """Lets go of the outbox (its worker process) once the relay has stopped."""
+        self._drop_read_ahead()
+        await self.outbox.close()
 
     async def save_position(self) -> None:
         """Stores the position now if it moved: on a graceful stop."""
@@ -311,24 +318,25 @@ class Relay:
         self._last_save = now
 
     def _contiguous(
-        self, notifications: Sequence[Notification], after: int
-    ) -> tuple[list[Notification], int, list[int]]:
-        """The notifications that may go now, the position after them, ids skipped."""
+        self, events: Sequence[WireEvent], after: int
+    ) -> tuple[list[WireEvent], int, list[int]]:
+        """The events that may go now, the position after them, ids skipped."""
         expected = after + 1
-        ready: list[Notification] = []
+        ready: list[WireEvent] = []
         skipped: list[int] = []
         now = time.monotonic()
-        for notification in notifications:
-            if notification.id > expected:
-                missing = range(expected, notification.id)
+        for event in events:
+            position = event[0]
+            if position > expected:
+                missing = range(expected, position)
                 first = [self._first_seen_missing.setdefault(i, now) for i in missing]
                 if now - max(first) < self.settings.gap_timeout:
                     break  # maybe still committing: wait for it
                 skipped.extend(missing)
                 for i in missing:
                     self._first_seen_missing.pop(i, None)
-            ready.append(notification)
-            expected = notification.id + 1
+            ready.append(event)
+            expected = position + 1
         return ready, expected - 1, skipped
 
     async def _publish_late_arrivals(self) -> bool:
@@ -337,10 +345,8 @@ class Relay:
             return False
         horizon = time.time() - self.settings.gap_horizon
         low, high = min(gaps), max(gaps)
-        found = await asyncio.to_thread(
-            self._recorder.select_notifications, low, high - low + 1, high
-        )
-        late = [n for n in found if n.id in gaps]
+        found = await self.outbox.read(low, high - low + 1, high)
+        late = [event for event in found if event[0] in gaps]
         if late:
             log.warning(
                 "relay %s: publishing %d events committed late", self.name, len(late)
@@ -349,7 +355,7 @@ class Relay:
         remaining = {
             i: seen
             for i, seen in gaps.items()
-            if seen >= horizon and i not in {n.id for n in late}
+            if seen >= horizon and i not in {event[0] for event in late}
         }
         if remaining != gaps:
             self.state = RelayState(position=self.state.position, open_gaps=remaining)
@@ -358,7 +364,7 @@ class Relay:
 
     async def _send(
         self,
-        notifications: Sequence[Notification],
+        events: Sequence[WireEvent],
         *,
         relay_position: int | None = None,
     ) -> list[asyncio.Future[Any]]:
@@ -369,49 +375,23 @@ class Relay:
         that the stream's last message says where to resume.
         """
         futures = []
-        for notification in notifications:
-            domain_event = self._mapper.to_domain_event(notification)
-            message = self._to_message(domain_event)
-            if message is None:
+        publish = self._js.publish_async
+        for position, subject, payload, headers in events:
+            if not subject:
                 continue  # bookkeeping of the service itself, not a published fact
-            envelope = self.envelope(domain_event, message, notification.id)
-            futures.append(
-                await self._js.publish_async(
-                    envelope.nats_subject,
-                    message.SerializeToString(),
-                    headers=envelope.headers(
-                        relay_position=relay_position or notification.id
-                    ),
-                )
-            )
+            headers[RELAY_POSITION_HEADER] = str(relay_position or position)
+            futures.append(await publish(subject, payload, headers=headers))
         return futures
 
     async def _publish(
         self,
-        notifications: Sequence[Notification],
+        events: Sequence[WireEvent],
         *,
         relay_position: int | None = None,
     ) -> None:
-        futures = await self._send(notifications, relay_position=relay_position)
+        futures = await self._send(events, relay_position=relay_position)
         if futures:
             await asyncio.wait_for(
                 asyncio.gather(*futures), timeout=self.settings.publish_timeout
             )
             self.published += len(futures)
-
-    def envelope(self, domain_event: Any, message: Message, position: int) -> Envelope:
-        meta = EventMeta.of(domain_event) or EventMeta("", "", "")
-        return Envelope(
-            event_id=event_id(
-                domain_event.originator_id, domain_event.originator_version
-            ),
-            event_type=message.DESCRIPTOR.full_name,
-            source=self._source,
-            subject=str(domain_event.originator_id),
-            time=domain_event.timestamp,
-            sequence=domain_event.originator_version,
-            correlation_id=meta.correlation_id,
-            causation_id=meta.causation_id,
-            traceparent=meta.traceparent,
-            position=position,
-        )

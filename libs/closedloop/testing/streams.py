@@ -15,6 +15,8 @@ if TYPE_CHECKING:
 
 async def read_stream(js: JetStreamContext, stream: str) -> list[RawStreamMsg]:
     info = await js.stream_info(stream)
+    if not info.state.messages:
+        return []
     return [
         await js.get_msg(stream, seq=seq)
         for seq in range(info.state.first_seq, info.state.last_seq + 1)
