@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import uuid
 from dataclasses import dataclass, field
@@ -58,7 +59,9 @@ def check_stitchable(field_name: str, anonymous_id: str) -> None:
         raise InvalidArgument(field_name, "identifies nobody and cannot be stitched")
 
 
+@functools.lru_cache(maxsize=65_536)
 def visitor_id(anonymous_id: str) -> uuid.UUID:
+    """Cached: every touchpoint of a visitor asks again, and uuid5 is not cheap."""
     return uuid.uuid5(NAMESPACE, f"visitor:{anonymous_id}")
 
 

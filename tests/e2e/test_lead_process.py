@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import random
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import grpc
@@ -26,7 +27,6 @@ from closedloop.testing.streams import eventually, read_stream
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
-    from pathlib import Path
 
     from closedloop.natsserver import NatsServer
 
@@ -190,3 +190,32 @@ async def test_a_client_that_knows_only_the_address_can_discover_and_call(
         response = await call(request_class(email="reflected@example.com", name="Ref"))
         assert response.created is True
         assert response.lead.email == "reflected@example.com"
+
+
+def _children(pid: int) -> set[int]:
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid:
+                found.add(int(stat.parent.name))
+    return found
+
+
+async def test_a_killed_service_leaves_no_outbox_worker_behind(
+    lead: ServiceProcess,
+) -> None:
+    """The relay's outbox worker notices its service is gone and exits."""
+    assert lead.process is not None
+    service_pid = lead.process.pid
+
+    async def worker_started() -> set[int]:
+        return _children(service_pid)
+
+    workers = await eventually(worker_started, timeout=60)
+    lead.kill()
+
+    async def workers_gone() -> bool:
+        return not any(Path(f"/proc/{pid}").exists() for pid in workers)
+
+    await eventually(workers_gone, timeout=10)
