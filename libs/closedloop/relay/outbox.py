@@ -15,12 +15,15 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-import multiprocessing
 import pickle
 import signal
+import socket
+import subprocess
+import sys
 import uuid
 from collections import deque
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any, Protocol
 
 from closedloop.bus.cloudevents import binary_mode_headers
@@ -29,7 +32,6 @@ from closedloop.eventstore.personal import PersonalDataMapper
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
-    from multiprocessing.connection import Connection
 
     from eventsourcing.application import Application
     from eventsourcing.persistence import ApplicationRecorder, Mapper
@@ -42,26 +44,29 @@ log = logging.getLogger(__name__)
 #: but still moves the relay's position.
 WireEvent = tuple[int, str, bytes, dict[str, str]]
 
+#: The module a worker process runs (`python -m`), with its end of the pipe.
+WORKER_MODULE = "closedloop.relay.outbox_worker"
+
 EVENT_ID_NAMESPACE = uuid.UUID("6d0b3c4e-3f5a-4c41-9d52-2f6f0e5b7a10")
 _NAMESPACE_BYTES = EVENT_ID_NAMESPACE.bytes
+
+
+#: The RFC 4122 variant bits over a hex digit: 10xx.
+_VARIANT = {digit: "89ab"[int(digit, 16) & 0x3] for digit in "0123456789abcdef"}
 
 
 def event_id(originator_id: uuid.UUID | str, originator_version: int) -> str:
     """The identity of a stored event, stable across retries and republishing.
 
-    A UUIDv5 of the aggregate id and version, computed without building UUID objects:
-    the relay does this for every event it publishes.
+    `uuid.uuid5(EVENT_ID_NAMESPACE, f"{originator_id}:{originator_version}")`, spelled
+    out on the hex digest without building UUID objects: the relay does this for
+    every event it publishes.
     """
-    digest = bytearray(
-        hashlib.sha1(
-            _NAMESPACE_BYTES + f"{originator_id}:{originator_version}".encode(),
-            usedforsecurity=False,
-        ).digest()[:16]
-    )
-    digest[6] = (digest[6] & 0x0F) | 0x50
-    digest[8] = (digest[8] & 0x3F) | 0x80
-    h = digest.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    h = hashlib.sha1(
+        _NAMESPACE_BYTES + f"{originator_id}:{originator_version}".encode(),
+        usedforsecurity=False,
+    ).hexdigest()
+    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
 
 
 def wire_headers(
@@ -224,13 +229,18 @@ class _Worker:
     """One worker process and the answers still owed by it, in the order asked."""
 
     def __init__(self, recipe: OutboxRecipe, loop: asyncio.AbstractEventLoop) -> None:
-        context = multiprocessing.get_context("spawn")
-        self._conn, child = context.Pipe(duplex=True)
-        self._process = context.Process(
-            target=_serve, args=(recipe, child), name="outbox-worker", daemon=True
-        )
-        self._process.start()
-        child.close()
+        # A fresh interpreter running closedloop.relay.outbox_worker, not
+        # multiprocessing: nothing of the service's own main module runs again there,
+        # and no helper process comes along.
+        ours, theirs = socket.socketpair()
+        with theirs:
+            self._process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+                [sys.executable, "-m", WORKER_MODULE, str(theirs.fileno())],
+                pass_fds=(theirs.fileno(),),
+                stdin=subprocess.DEVNULL,
+            )
+        self._conn = Connection(ours.detach())
+        self._conn.send(recipe)
         self._loop = loop
         self._owed: deque[asyncio.Future[list[WireEvent]]] = deque()
         self.alive = True
@@ -276,7 +286,7 @@ class _Worker:
         log.warning("outbox worker stopped (%s); starting another", error or "exit")
         self._loop.remove_reader(self._conn.fileno())
         self._conn.close()
-        if self._process.is_alive():
+        if self._process.poll() is None:
             self._process.kill()
         while self._owed:
             future = self._owed.popleft()
@@ -292,23 +302,28 @@ class _Worker:
             self._conn.close()
             for future in self._owed:
                 future.cancel()
-        await asyncio.to_thread(self._process.join, 5)
-        if self._process.is_alive():
+        try:
+            await asyncio.to_thread(self._process.wait, 5)
+        except subprocess.TimeoutExpired:
             self._process.kill()
-            await asyncio.to_thread(self._process.join)
-        self._process.close()
+            await asyncio.to_thread(self._process.wait)
 
 
 class OutboxUnavailableError(ConnectionError):
     """The outbox could not be read just now; the relay tries again."""
 
 
-def _serve(recipe: OutboxRecipe, conn: Connection) -> None:
-    """The worker process: answers each read in turn until told to stop."""
+def serve(fd: int) -> None:
+    """The worker process: answers each read in turn until told to stop.
+
+    The first message on the connection is the recipe; then come the reads.
+    """
     # Ctrl-C reaches the whole process group: the service stops its worker itself.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(level=logging.WARNING)
+    conn = Connection(fd)
     try:
+        recipe: OutboxRecipe = conn.recv()
         store, reader = recipe.open()
     except Exception:
         log.exception("outbox worker cannot open the store")
@@ -317,7 +332,7 @@ def _serve(recipe: OutboxRecipe, conn: Connection) -> None:
         while True:
             try:
                 request = conn.recv()
-            except EOFError:
+            except (EOFError, OSError):
                 return  # the relay's process is gone
             if request is None:
                 return
