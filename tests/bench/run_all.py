@@ -60,7 +60,7 @@ class Bench:
 
 
 BENCHES = (
-    Bench("command_path", "bench_command_path.py", "command path", 300),
+    Bench("command_path", "bench_command_path.py", "command path", 480),
     Bench("relay", "bench_relay.py", "relay", 150, {"events": 20_000}),
     Bench("end_to_end", "bench_end_to_end.py", "end to end", 180),
     Bench("attribution", "bench_attribution.py", "attribution", 180),
