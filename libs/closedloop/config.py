@@ -40,6 +40,7 @@ class ServiceConfig:
     | CLOSEDLOOP_DUPLICATE_WINDOW_SECONDS | 600 |
     | CLOSEDLOOP_SECRET_KEY | generated once into <data dir>/secret.key |
     | CLOSEDLOOP_<SERVICE>_ADDRESS | where a peer answers; default 127.0.0.1:port |
+    | CLOSEDLOOP_RELAY_OUTBOX | process (events mapped in a worker process) or thread |
     """
 
     service: str
@@ -52,6 +53,8 @@ class ServiceConfig:
     duplicate_window_seconds: float
     secret_key: bytes
     peers: Mapping[str, str] = field(default_factory=dict)
+    #: Where the relay decodes and maps stored events: "process" or "thread".
+    relay_outbox: str = "process"
 
     @property
     def grpc_address(self) -> str:
@@ -92,7 +95,23 @@ class ServiceConfig:
                 for name in DEFAULT_GRPC_PORTS
                 if env.get(f"CLOSEDLOOP_{name.upper()}_ADDRESS")
             },
+            relay_outbox=_choice(
+                env, "CLOSEDLOOP_RELAY_OUTBOX", RELAY_OUTBOXES, default="process"
+            ),
         )
+
+
+#: Where a relay may read and map its store's events (see closedloop.relay.outbox).
+RELAY_OUTBOXES = ("process", "thread")
+
+
+def _choice(
+    env: Mapping[str, str], name: str, choices: tuple[str, ...], *, default: str
+) -> str:
+    raw = env.get(name) or default
+    if raw not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return raw
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:

@@ -22,6 +22,8 @@ Target: at least half the throughput of the slower of the two baselines.
 
 `--without-relay` points the service at a NATS address where nothing listens, so its
 relay never runs: the difference is what the relay costs the command path.
+`--relay-outbox thread` has the relay map events in the service's own process
+instead of its outbox worker.
 """
 
 from __future__ import annotations
@@ -147,6 +149,7 @@ async def measure_service(
     window: float,
     profile_dir: Path | None,
     without_relay: bool = False,
+    relay_outbox: str = "process",
 ) -> dict[str, Any]:
     """Starts nats-server and the lead service on `store_url`, drives the load."""
     from closedloop.natsserver import NatsServer  # noqa: PLC0415
@@ -161,6 +164,7 @@ async def measure_service(
         extra_env={
             "CLOSEDLOOP_LEAD_STORE_URL": store_url,
             "CLOSEDLOOP_SECRET_KEY": "bench-secret-key-not-for-production",
+            "CLOSEDLOOP_RELAY_OUTBOX": relay_outbox,
         },
     )
     results: dict[str, Any] = {}
@@ -221,6 +225,7 @@ async def run(
     profile_dir: Path | None,
     without_relay: bool = False,
     trials: int = 1,
+    relay_outbox: str = "process",
 ) -> dict[str, Any]:
     """Every measurement `trials` times, baselines and service in turn; medians.
 
@@ -240,6 +245,7 @@ async def run(
                 window=window,
                 profile_dir=profile_dir if trial == 1 else None,
                 without_relay=without_relay,
+                relay_outbox=relay_outbox,
             )
         )
     report = reports[0]
@@ -272,6 +278,7 @@ async def run_once(
     window: float,
     profile_dir: Path | None,
     without_relay: bool = False,
+    relay_outbox: str = "process",
 ) -> dict[str, Any]:
     from closedloop.testing.postgres import (  # noqa: PLC0415
         postgres_available,
@@ -286,7 +293,9 @@ async def run_once(
             "window_s": window,
             "touchpoints_per_visitor": machine.TOUCHPOINTS_PER_VISITOR,
             "target": "at least half the throughput of the slower baseline",
-            "relay": "not running (--without-relay)" if without_relay else "running",
+            "relay": "not running (--without-relay)"
+            if without_relay
+            else f"running, outbox: {relay_outbox}",
         },
         "echo": {},
         "append_loop": {},
@@ -339,6 +348,7 @@ async def run_once(
                     window=window,
                     profile_dir=profile_dir,
                     without_relay=without_relay,
+                    relay_outbox=relay_outbox,
                 )
             finally:
                 shutil.rmtree(service_scratch, ignore_errors=True)
@@ -365,6 +375,7 @@ async def run_once(
                 window=window,
                 profile_dir=profile_dir,
                 without_relay=without_relay,
+                relay_outbox=relay_outbox,
             )
     return report
 
@@ -434,6 +445,7 @@ def main(
     profile_dir: str = "",
     without_relay: bool = False,
     trials: int = 3,
+    relay_outbox: str = "process",
 ) -> dict[str, Any]:
     processes = processes or max(2, min(4, os.cpu_count() or 2))
     started = time.monotonic()
@@ -447,6 +459,7 @@ def main(
             profile_dir=Path(profile_dir) if profile_dir else None,
             without_relay=without_relay,
             trials=trials,
+            relay_outbox=relay_outbox,
         )
     )
     report["runtime_s"] = round(time.monotonic() - started, 1)
@@ -471,6 +484,12 @@ def _cli() -> None:
     parser.add_argument(
         "--trials", type=int, default=3, help="rounds of every measurement; medians"
     )
+    parser.add_argument(
+        "--relay-outbox",
+        choices=("process", "thread"),
+        default="process",
+        help="where the service's relay maps events (CLOSEDLOOP_RELAY_OUTBOX)",
+    )
     args = parser.parse_args()
     report = main(
         window=args.window,
@@ -481,6 +500,7 @@ def _cli() -> None:
         profile_dir=args.profile_dir,
         without_relay=args.without_relay,
         trials=args.trials,
+        relay_outbox=args.relay_outbox,
     )
     sys.stdout.write(json.dumps(report, indent=2) + "\n")
 

@@ -35,7 +35,7 @@ TARGET_P99_MS = 250.0
 PROJECTION = "customer_journey"
 
 
-async def run(rate: int, seconds: float) -> dict[str, Any]:
+async def run(rate: int, seconds: float, relay_outbox: str) -> dict[str, Any]:
     import grpc  # noqa: PLC0415
     import nats  # noqa: PLC0415
     import sqlalchemy as sa  # noqa: PLC0415
@@ -58,7 +58,9 @@ async def run(rate: int, seconds: float) -> dict[str, Any]:
     data = work / "data"
     server = NatsServer(store_dir=work / "nats").start()
     projector: subprocess.Popen[bytes] | None = None
-    lead = ServiceProcess("lead", data, server.url)
+    lead = ServiceProcess(
+        "lead", data, server.url, extra_env={"CLOSEDLOOP_RELAY_OUTBOX": relay_outbox}
+    )
     try:
         nc = await nats.connect(server.url)
         await provision_streams(nc.jetstream(), StreamSettings())
@@ -204,16 +206,25 @@ async def run(rate: int, seconds: float) -> dict[str, Any]:
         server.stop()
 
 
-def main(rate: int = 500, seconds: float = 8.0) -> dict[str, Any]:
-    return asyncio.run(run(rate, seconds))
+def main(
+    rate: int = 500, seconds: float = 8.0, relay_outbox: str = "process"
+) -> dict[str, Any]:
+    return asyncio.run(run(rate, seconds, relay_outbox))
 
 
 def _cli() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=int, default=500)
     parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument(
+        "--relay-outbox",
+        choices=("process", "thread"),
+        default="process",
+        help="where the lead service's relay maps events (CLOSEDLOOP_RELAY_OUTBOX)",
+    )
     args = parser.parse_args()
-    sys.stdout.write(json.dumps(main(args.rate, args.seconds), indent=2) + "\n")
+    report = main(args.rate, args.seconds, args.relay_outbox)
+    sys.stdout.write(json.dumps(report, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -41,8 +41,17 @@ async def test_deal_opened_converts_the_lead(
         "CLOSEDLOOP_LEAD_GRPC_PORT": "0",
         "CLOSEDLOOP_DEAL_GRPC_PORT": "0",
     }
+    # The lead service's relay maps in a thread here (the deal service's in its
+    # outbox worker, as by default): both ways reach the stream.
     lead = await lead_bootstrap(
-        ServiceConfig.from_env("lead", {**base, "CLOSEDLOOP_LEAD_STORE_URL": store_url})
+        ServiceConfig.from_env(
+            "lead",
+            {
+                **base,
+                "CLOSEDLOOP_LEAD_STORE_URL": store_url,
+                "CLOSEDLOOP_RELAY_OUTBOX": "thread",
+            },
+        )
     )
     lead_address = f"127.0.0.1:{lead.server.port}"
     deal = await deal_bootstrap(

@@ -141,16 +141,19 @@ class OutboxRecipe:
 
     def open(self) -> tuple[Application[Any], OutboxReader]:
         store = self.store_class(env=dict(self.env))
+        return store, self.reader_of(store)
+
+    def reader_of(self, store: Application[Any]) -> OutboxReader:
+        """A reader of an open store, leaving personal fields encrypted."""
         mapper = store.mapper
         if isinstance(mapper, PersonalDataMapper):
             mapper = mapper.for_wire()  # personal fields stay encrypted on the stream
-        reader = OutboxReader(
+        return OutboxReader(
             store.recorder,  # type: ignore[arg-type]
             mapper,
             self.to_message,
             self.source,
         )
-        return store, reader
 
 
 class Outbox(Protocol):
