@@ -17,6 +17,7 @@ figure is the median of its trials. Target: the relay reaches at least 70 percen
 the faster raw rate.
 
     python tests/bench/bench_relay.py [--events 20000] [--trials 3]
+        [--relay-outbox process|thread]
 """
 
 from __future__ import annotations
@@ -94,7 +95,7 @@ def prefill(store_url: str, events: int) -> int:
         store.close()
 
 
-async def run(events: int, trials: int) -> dict[str, Any]:
+async def run(events: int, trials: int, relay_outbox: str) -> dict[str, Any]:
     from closedloop import bus  # noqa: PLC0415
     from closedloop.bus.cloudevents import RELAY_POSITION_HEADER  # noqa: PLC0415
     from closedloop.bus.streams import (  # noqa: PLC0415
@@ -105,7 +106,12 @@ async def run(events: int, trials: int) -> dict[str, Any]:
     from closedloop.eventstore.store import StoreLocation  # noqa: PLC0415
     from closedloop.natsserver import NatsServer  # noqa: PLC0415
     from closedloop.relay import Relay, RelaySettings  # noqa: PLC0415
-    from closedloop.relay.outbox import OutboxRecipe, WorkerOutbox  # noqa: PLC0415
+    from closedloop.relay.outbox import (  # noqa: PLC0415
+        Outbox,
+        OutboxRecipe,
+        ThreadOutbox,
+        WorkerOutbox,
+    )
     from closedloop.relay.positions import RelayPositions  # noqa: PLC0415
     from closedloop.services.lead.application import LeadStore  # noqa: PLC0415
     from closedloop.services.lead.wire import SOURCE, to_message  # noqa: PLC0415
@@ -140,9 +146,14 @@ async def run(events: int, trials: int) -> dict[str, Any]:
         async def publish_through_relay() -> dict[str, Any]:
             """From an empty stream: the relay republishes the store from the start."""
             await fresh_stream()
+            outbox: Outbox = (
+                WorkerOutbox(recipe)  # as a service runs it by default
+                if relay_outbox == "process"
+                else ThreadOutbox(recipe.reader_of(store))
+            )
             relay = Relay(
                 name="lead-relay",
-                outbox=WorkerOutbox(recipe),  # as a service runs it
+                outbox=outbox,
                 nc=nc,
                 stream=stream,
                 positions=positions,
@@ -225,6 +236,7 @@ async def run(events: int, trials: int) -> dict[str, Any]:
                 rate = machine.rate(raw_trials[label][-1]["per_second"])
                 machine.say(f"  raw publish_async, {label.replace('_', ' ')}: {rate}")
         report["trials"] = trials
+        report["relay_outbox"] = relay_outbox
         report["relay"] = {
             **_median_trial(relay_trials),
             "batch_size": relay_settings.batch_size,
@@ -289,9 +301,11 @@ def rows(report: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
-def main(events: int = 20_000, trials: int = 3) -> dict[str, Any]:
+def main(
+    events: int = 20_000, trials: int = 3, relay_outbox: str = "process"
+) -> dict[str, Any]:
     started = time.monotonic()
-    report = asyncio.run(run(events, trials))
+    report = asyncio.run(run(events, trials, relay_outbox))
     report["runtime_s"] = round(time.monotonic() - started, 1)
     return report
 
@@ -300,8 +314,16 @@ def _cli() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--trials", type=int, default=3)
+    parser.add_argument(
+        "--relay-outbox",
+        choices=("process", "thread"),
+        default="process",
+        help="where the relay maps events (CLOSEDLOOP_RELAY_OUTBOX)",
+    )
     args = parser.parse_args()
-    report = main(events=args.events, trials=args.trials)
+    report = main(
+        events=args.events, trials=args.trials, relay_outbox=args.relay_outbox
+    )
     sys.stdout.write(json.dumps(report, indent=2) + "\n")
 
 
