@@ -185,8 +185,11 @@ class Leads:
                 idempotency_key=cmd.idempotency_key,
             )
         )
+        # Newest first: a new touchpoint is the last, a repeated key usually recent.
         channel = next(
-            t.channel for t in owner.touchpoints if t.touchpoint_id == recorded_id
+            t.channel
+            for t in reversed(owner.touchpoints)
+            if t.touchpoint_id == recorded_id
         )
         return TouchpointResult(recorded_id, channel, created)
 
