@@ -216,37 +216,20 @@ def _line(result: dict[str, Any]) -> str:
 
 
 async def run(
-    *,
-    stores: tuple[str, ...],
-    clients: tuple[int, ...],
-    processes: int,
-    warmup: float,
-    window: float,
-    profile_dir: Path | None,
-    without_relay: bool = False,
-    trials: int = 1,
-    relay_outbox: str = "process",
+    *, trials: int = 1, profile_dir: Path | None = None, **options: Any
 ) -> dict[str, Any]:
     """Every measurement `trials` times, baselines and service in turn; medians.
 
     A shared machine has slow spells; taking turns spreads them over baselines and
-    service alike, and the median trial of each figure is the one reported.
+    service alike, and the median trial of each figure is the one reported. The
+    options are run_once's; the service is profiled in the first round only.
     """
     reports = []
     for trial in range(1, trials + 1):
         if trials > 1:
             machine.say(f"command path: trial {trial} of {trials}")
         reports.append(
-            await run_once(
-                stores=stores,
-                clients=clients,
-                processes=processes,
-                warmup=warmup,
-                window=window,
-                profile_dir=profile_dir if trial == 1 else None,
-                without_relay=without_relay,
-                relay_outbox=relay_outbox,
-            )
+            await run_once(profile_dir=profile_dir if trial == 1 else None, **options)
         )
     report = reports[0]
     report["settings"]["trials"] = trials
@@ -484,12 +467,7 @@ def _cli() -> None:
     parser.add_argument(
         "--trials", type=int, default=3, help="rounds of every measurement; medians"
     )
-    parser.add_argument(
-        "--relay-outbox",
-        choices=("process", "thread"),
-        default="process",
-        help="where the service's relay maps events (CLOSEDLOOP_RELAY_OUTBOX)",
-    )
+    machine.add_relay_outbox_option(parser)
     args = parser.parse_args()
     report = main(
         window=args.window,

@@ -216,12 +216,7 @@ def _cli() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=int, default=500)
     parser.add_argument("--seconds", type=float, default=8.0)
-    parser.add_argument(
-        "--relay-outbox",
-        choices=("process", "thread"),
-        default="process",
-        help="where the lead service's relay maps events (CLOSEDLOOP_RELAY_OUTBOX)",
-    )
+    machine.add_relay_outbox_option(parser)
     args = parser.parse_args()
     report = main(args.rate, args.seconds, args.relay_outbox)
     sys.stdout.write(json.dumps(report, indent=2) + "\n")

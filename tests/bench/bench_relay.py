@@ -314,12 +314,7 @@ def _cli() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--trials", type=int, default=3)
-    parser.add_argument(
-        "--relay-outbox",
-        choices=("process", "thread"),
-        default="process",
-        help="where the relay maps events (CLOSEDLOOP_RELAY_OUTBOX)",
-    )
+    machine.add_relay_outbox_option(parser)
     args = parser.parse_args()
     report = main(
         events=args.events, trials=args.trials, relay_outbox=args.relay_outbox

@@ -15,6 +15,7 @@ of every counted call is reported (wall time from send to reply).
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import json
@@ -129,6 +130,16 @@ def git_commit() -> dict[str, Any]:
 
 def now_utc() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def add_relay_outbox_option(parser: argparse.ArgumentParser) -> None:
+    """`--relay-outbox process|thread`: where the relay maps events."""
+    parser.add_argument(
+        "--relay-outbox",
+        choices=("process", "thread"),
+        default="process",
+        help="where the relay maps stored events (CLOSEDLOOP_RELAY_OUTBOX)",
+    )
 
 
 def say(message: str) -> None:
