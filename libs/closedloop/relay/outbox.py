@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import os
 import pickle
 import signal
 import socket
@@ -236,11 +237,14 @@ class _Worker:
         # multiprocessing: nothing of the service's own main module runs again there,
         # and no helper process comes along.
         ours, theirs = socket.socketpair()
+        # It imports what this process can import, wherever that came from.
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
         with theirs:
             self._process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
                 [sys.executable, "-m", WORKER_MODULE, str(theirs.fileno())],
                 pass_fds=(theirs.fileno(),),
                 stdin=subprocess.DEVNULL,
+                env=env,
             )
         self._conn = Connection(ours.detach())
         self._conn.send(recipe)
