@@ -17,7 +17,7 @@ from closedloop.eventstore.store import StoreLocation
 from closedloop.eventstore.unit_of_work import CommandExecutor
 from closedloop.grpckit.server import Registration, RunningServer, start_server
 from closedloop.relay import Relay, RelaySettings
-from closedloop.relay.outbox import OutboxRecipe, ThreadOutbox, WorkerOutbox
+from closedloop.relay.outbox import OutboxRecipe
 from closedloop.relay.positions import RelayPositions
 
 if TYPE_CHECKING:
@@ -163,11 +163,7 @@ async def _connect_and_relay(
         name=f"{config.service}-relay",
         # Decoding and mapping stored events happens in a worker process, off the
         # GIL that the service's commands need, unless configured otherwise.
-        outbox=(
-            WorkerOutbox(outbox)
-            if config.relay_outbox == "process"
-            else ThreadOutbox(outbox.reader_of(service.store))
-        ),
+        outbox=outbox.outbox(config.relay_outbox, service.store),
         nc=nc,
         stream=context_stream(config.service),
         positions=positions,

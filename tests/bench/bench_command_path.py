@@ -235,21 +235,15 @@ async def run(
     report["settings"]["trials"] = trials
     for group in ("echo", "append_loop"):
         for key in report[group]:
-            report[group][key] = _median([r[group][key] for r in reports])
+            report[group][key] = machine.median_result([r[group][key] for r in reports])
     for kind, by_clients in report["service"].items():
         for key, value in by_clients.items():
             if isinstance(value, dict) and "per_second" in value:
-                by_clients[key] = _median([r["service"][kind][key] for r in reports])
+                by_clients[key] = machine.median_result(
+                    [r["service"][kind][key] for r in reports]
+                )
     report["rows"] = rows(report)
     return report
-
-
-def _median(results: list[dict[str, Any]]) -> dict[str, Any]:
-    """The result with the median rate (the lower middle one of an even count)."""
-    ranked = sorted(results, key=lambda r: r["per_second"])
-    chosen = dict(ranked[(len(ranked) - 1) // 2])
-    chosen["all_per_second"] = [r["per_second"] for r in results]
-    return chosen
 
 
 async def run_once(

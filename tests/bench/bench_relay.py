@@ -106,12 +106,7 @@ async def run(events: int, trials: int, relay_outbox: str) -> dict[str, Any]:
     from closedloop.eventstore.store import StoreLocation  # noqa: PLC0415
     from closedloop.natsserver import NatsServer  # noqa: PLC0415
     from closedloop.relay import Relay, RelaySettings  # noqa: PLC0415
-    from closedloop.relay.outbox import (  # noqa: PLC0415
-        Outbox,
-        OutboxRecipe,
-        ThreadOutbox,
-        WorkerOutbox,
-    )
+    from closedloop.relay.outbox import OutboxRecipe  # noqa: PLC0415
     from closedloop.relay.positions import RelayPositions  # noqa: PLC0415
     from closedloop.services.lead.application import LeadStore  # noqa: PLC0415
     from closedloop.services.lead.wire import SOURCE, to_message  # noqa: PLC0415
@@ -146,14 +141,9 @@ async def run(events: int, trials: int, relay_outbox: str) -> dict[str, Any]:
         async def publish_through_relay() -> dict[str, Any]:
             """From an empty stream: the relay republishes the store from the start."""
             await fresh_stream()
-            outbox: Outbox = (
-                WorkerOutbox(recipe)  # as a service runs it by default
-                if relay_outbox == "process"
-                else ThreadOutbox(recipe.reader_of(store))
-            )
             relay = Relay(
                 name="lead-relay",
-                outbox=outbox,
+                outbox=recipe.outbox(relay_outbox, store),  # as a service sets it up
                 nc=nc,
                 stream=stream,
                 positions=positions,
@@ -238,20 +228,15 @@ async def run(events: int, trials: int, relay_outbox: str) -> dict[str, Any]:
         report["trials"] = trials
         report["relay_outbox"] = relay_outbox
         report["relay"] = {
-            **_median_trial(relay_trials),
+            **machine.median_result(relay_trials),
             "batch_size": relay_settings.batch_size,
             "complete": all(
                 t["reached_end"] and t["stream_messages"] == t["published"]
                 for t in relay_trials
             ),
-            "all_per_second": [t["per_second"] for t in relay_trials],
         }
         report["raw"] = {
-            label: {
-                **_median_trial(found),
-                "all_per_second": [t["per_second"] for t in found],
-            }
-            for label, found in raw_trials.items()
+            label: machine.median_result(found) for label, found in raw_trials.items()
         }
     finally:
         with contextlib.suppress(Exception):
@@ -261,12 +246,6 @@ async def run(events: int, trials: int, relay_outbox: str) -> dict[str, Any]:
         shutil.rmtree(scratch, ignore_errors=True)
     report["rows"] = rows(report)
     return report
-
-
-def _median_trial(trials: list[dict[str, Any]]) -> dict[str, Any]:
-    """The trial with the median rate (the lower middle one of an even count)."""
-    ranked = sorted(trials, key=lambda t: t["per_second"])
-    return dict(ranked[(len(ranked) - 1) // 2])
 
 
 def rows(report: dict[str, Any]) -> list[dict[str, Any]]:

@@ -142,6 +142,15 @@ def add_relay_outbox_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def median_result(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """The result with the median rate (the lower middle one of an even count), and
+    every round's rate beside it."""
+    ranked = sorted(results, key=lambda r: r["per_second"])
+    chosen = dict(ranked[(len(ranked) - 1) // 2])
+    chosen["all_per_second"] = [r["per_second"] for r in results]
+    return chosen
+
+
 def say(message: str) -> None:
     """Progress goes to stderr; stdout is kept for the results table."""
     sys.stderr.write(f"[bench {time.strftime('%H:%M:%S')}] {message}\n")

@@ -26,12 +26,7 @@ from closedloop.bus.streams import (
 )
 from closedloop.eventstore.store import StoreLocation
 from closedloop.relay import Relay, RelaySettings, event_id
-from closedloop.relay.outbox import (
-    OutboxReader,
-    OutboxRecipe,
-    ThreadOutbox,
-    WorkerOutbox,
-)
+from closedloop.relay.outbox import OutboxRecipe, ThreadOutbox, WorkerOutbox
 from closedloop.relay.positions import RelayPositions, RelayState
 from closedloop.services.lead.application import LeadStore
 from closedloop.services.lead.domain import TouchpointRequest, Visitor
@@ -94,18 +89,10 @@ def make_relay(
 ) -> Relay:
     """A relay reading in a thread, or in a worker process as services run it."""
     location = StoreLocation.parse(store.store_url)  # type: ignore[attr-defined]
-    outbox: ThreadOutbox | WorkerOutbox
-    if in_worker:
-        outbox = WorkerOutbox(
-            OutboxRecipe(LeadStore, dict(store.env), to_message, SOURCE)
-        )
-    else:
-        outbox = ThreadOutbox(
-            OutboxReader(store.recorder, store.mapper, to_message, SOURCE)  # type: ignore[arg-type]
-        )
+    recipe = OutboxRecipe(LeadStore, dict(store.env), to_message, SOURCE)
     return Relay(
         name="lead-relay",
-        outbox=outbox,
+        outbox=recipe.outbox("process" if in_worker else "thread", store),
         nc=nc,
         stream=STREAM,
         positions=RelayPositions(location.sqlalchemy_url(), schema=location.pg_schema),

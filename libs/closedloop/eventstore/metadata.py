@@ -59,14 +59,20 @@ class EventMeta:
 
     @classmethod
     def of(cls, domain_event: Any) -> EventMeta | None:
-        raw = vars(domain_event).get(META_ATTRIBUTE)
-        if not isinstance(raw, dict):
+        raw = cls.fields_of(domain_event)
+        if raw is None:
             return None
         return cls(
             correlation_id=str(raw.get("correlation_id", "")),
             causation_id=str(raw.get("causation_id", "")),
             traceparent=str(raw.get("traceparent", "")),
         )
+
+    @staticmethod
+    def fields_of(domain_event: Any) -> dict[str, Any] | None:
+        """The stored metadata as it is, without building an EventMeta (hot paths)."""
+        raw = vars(domain_event).get(META_ATTRIBUTE)
+        return raw if isinstance(raw, dict) else None
 
 
 def new_traceparent() -> str:

@@ -272,10 +272,10 @@ class Relay:
         """The batch from `start` on, and when it was asked for."""
         ahead, self._read_ahead = self._read_ahead, None
         if ahead is not None:
-            ahead_start, asked_at, task = ahead
+            ahead_start, asked_at, read = ahead
             if ahead_start == start:
-                return asked_at, await task
-            task.cancel()
+                return asked_at, await read
+            read.cancel()
         asked_at = time.monotonic()
         return asked_at, await self.outbox.read(start, self.settings.batch_size)
 

@@ -28,7 +28,7 @@ from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any, Protocol
 
 from closedloop.bus.cloudevents import binary_mode_headers
-from closedloop.eventstore.metadata import META_ATTRIBUTE
+from closedloop.eventstore.metadata import EventMeta
 from closedloop.eventstore.personal import PersonalDataMapper
 
 if TYPE_CHECKING:
@@ -76,9 +76,7 @@ def wire_headers(
     """The CloudEvents headers of a stored event (see closedloop.bus.cloudevents)."""
     subject = str(domain_event.originator_id)
     version = domain_event.originator_version
-    meta = vars(domain_event).get(META_ATTRIBUTE)
-    if not isinstance(meta, dict):
-        meta = {}
+    meta = EventMeta.fields_of(domain_event) or {}
     return binary_mode_headers(
         event_id=event_id(subject, version),
         event_type=event_type,
@@ -143,6 +141,12 @@ class OutboxRecipe:
     def open(self) -> tuple[Application[Any], OutboxReader]:
         store = self.store_class(env=dict(self.env))
         return store, self.reader_of(store)
+
+    def outbox(self, where: str, store: Application[Any]) -> Outbox:
+        """A worker process (`"process"`) or a thread reading `store` (`"thread"`)."""
+        if where == "process":
+            return WorkerOutbox(self)
+        return ThreadOutbox(self.reader_of(store))
 
     def reader_of(self, store: Application[Any]) -> OutboxReader:
         """A reader of an open store, leaving personal fields encrypted."""
