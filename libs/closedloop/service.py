@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import sys
@@ -180,6 +181,28 @@ async def _connect_and_relay(
     await relay.run()
 
 
+#: Allocations between two collections of CPython's youngest generation (default 700).
+GC_YOUNG_THRESHOLD = 50_000
+
+
+def tune_garbage_collection() -> None:
+    """Collects less often than CPython's defaults, which suit short scripts.
+
+    A service holds many long-lived objects (up to 10,000 cached aggregates with their
+    events, protobuf descriptors, gRPC and NATS state), and every command allocates a
+    few hundred short-lived ones. With the default thresholds the collector keeps
+    traversing them under load: at 64 clients the lead service took about a tenth more
+    commands per second than with the default young threshold (four paired rounds,
+    every one faster).
+    What start-up built is frozen (never traversed again); collections still run, so
+    cyclic garbage is still reclaimed, a few tens of thousands of allocations later.
+    """
+    gc.collect()
+    gc.freeze()
+    _, middle, oldest = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, oldest)
+
+
 def run_forever(start: Callable[[], Any]) -> None:
     """Process entry point: runs until SIGTERM or Ctrl-C, then stops gracefully."""
     logging.basicConfig(
@@ -190,6 +213,7 @@ def run_forever(start: Callable[[], Any]) -> None:
 
     async def main() -> None:
         service: Service = await start()
+        tune_garbage_collection()
         print(  # noqa: T201 - the address line operators and scripts read
             f"closedloop {service.config.service} listening on "
             f"{service.config.grpc_host}:{service.server.port}",

@@ -27,7 +27,8 @@ MAX_EMAIL = 254
 MAX_TEXT = 2000
 MAX_KEY = 200
 MAX_ATTRIBUTES = 50
-_FIRST_PRINTABLE = 32
+#: Control characters other than tab, newline and carriage return.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 FUTURE_TOLERANCE = timedelta(minutes=5)
 EARLIEST = datetime(1990, 1, 1, tzinfo=UTC)
 
@@ -44,7 +45,7 @@ def text(
         raise InvalidArgument(field, "is required")
     if len(value) > max_length:
         raise InvalidArgument(field, f"is longer than {max_length} characters")
-    if any(ord(c) < _FIRST_PRINTABLE and c not in "\t\n\r" for c in value):
+    if _CONTROL.search(value):
         raise InvalidArgument(field, "contains control characters")
     return value
 
@@ -94,7 +95,7 @@ def occurred_at(
 def enum_value(
     field: str, value: int, enum: EnumTypeWrapper, *, required: bool = False
 ) -> int:
-    if value not in enum.values():
+    if value not in enum.DESCRIPTOR.values_by_number:
         raise InvalidArgument(field, f"has unknown value {value}")
     if required and value == 0:
         raise InvalidArgument(field, "is required")

@@ -93,6 +93,7 @@ class Relay:
         self._committed = 0
         #: When a read of the store last found nothing new (None: it did not).
         self._caught_up_at: float | None = None
+        self._unknown_commit_at = 0.0
         #: The next batch, read while the last one is published: (from id, when
         #: asked, the read). Reading and mapping overlap with publishing.
         self._read_ahead: tuple[int, float, asyncio.Future[list[WireEvent]]] | None = (
@@ -108,14 +109,19 @@ class Relay:
 
         `committed` is the last notification id that save took: until the relay
         has sent that far it knows there is more to read, and past it, that there
-        is nothing new from this process until the next wake-up or poll.
+        is nothing new from this process until the next wake-up or poll. Without
+        it (0), the relay reads the store at its next turn whatever it knew.
         """
         loop = self._loop
         if loop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(self._woken, committed)
 
     def _woken(self, committed: int) -> None:
-        self._committed = max(self._committed, committed)
+        if committed:
+            self._committed = max(self._committed, committed)
+        else:
+            self._caught_up_at = None  # something was committed: look, do not assume
+            self._unknown_commit_at = time.monotonic()
         self._wake.set()
 
     def _nothing_new(self) -> bool:
@@ -158,7 +164,7 @@ class Relay:
                 await asyncio.sleep(backoff + random.uniform(0, backoff / 2))
                 backoff = min(backoff * 2, self.settings.max_backoff)
                 continue
-            if not progressed:
+            if not progressed or self._at_tail_with_nothing_in_flight():
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(
                         self._wake.wait(), self.settings.poll_interval
@@ -166,6 +172,20 @@ class Relay:
                 if self._wake.is_set() and self.settings.linger > 0:
                     await asyncio.sleep(self.settings.linger)
                 self._wake.clear()
+
+    def _may_send_another_batch(self) -> bool:
+        """A backlog fills the window; at the tail, new commits gather meanwhile."""
+        if self._in_flight and self._caught_up_at is not None:
+            return False
+        return len(self._in_flight) < self.settings.window
+
+    def _at_tail_with_nothing_in_flight(self) -> bool:
+        """Then the next read would find only what commits from now on.
+
+        Waiting for a wake-up (and lingering) gathers those commits into one read
+        and one round of acknowledgements, instead of chasing every commit alone.
+        """
+        return self._caught_up_at is not None and not self._in_flight
 
     async def _resume(self) -> None:
         """Starts from what the stream already holds: no duplicates, no gaps."""
@@ -220,7 +240,7 @@ class Relay:
             moved = await self._publish_late_arrivals()
             self._sent_position = self.state.position
         try:
-            while len(self._in_flight) < self.settings.window:
+            while self._may_send_another_batch():
                 batch = await self._send_next_batch()
                 if batch is None:
                     break
@@ -252,7 +272,12 @@ class Relay:
             return None
         read_at, events = await self._read(self._sent_position + 1)
         ready, new_position, skipped = self._contiguous(events, self._sent_position)
-        self._caught_up_at = read_at if not events else None
+        # A short batch is the tail of the log as of `read_at`, unless a commit of
+        # unknown id was reported after the read was asked for: it may be missing.
+        at_tail = (
+            len(events) < self.settings.batch_size and self._unknown_commit_at < read_at
+        )
+        self._caught_up_at = read_at if at_tail else None
         if new_position == self._sent_position:
             return None
         if len(events) == len(ready) == self.settings.batch_size:
