@@ -193,9 +193,9 @@ def tune_garbage_collection() -> None:
     few hundred short-lived ones. With the default thresholds the collector keeps
     traversing them under load: at 64 clients the lead service took about a tenth more
     commands per second than with the default young threshold (four paired rounds,
-    every one faster).
-    What start-up built is frozen (never traversed again); collections still run, so
-    cyclic garbage is still reclaimed, a few tens of thousands of allocations later.
+    every one faster). What start-up built is frozen (never traversed again);
+    collections still run, so cyclic garbage is still reclaimed, a few tens of
+    thousands of allocations later.
     """
     gc.collect()
     gc.freeze()

@@ -91,8 +91,10 @@ class Relay:
         self._last_save = 0.0
         #: The highest notification id this process is known to have committed.
         self._committed = 0
-        #: When a read of the store last found nothing new (None: it did not).
+        #: When the last read was asked for, if it came back short: the log was read
+        #: out as of then (None: it was not, or a commit may have been missed).
         self._caught_up_at: float | None = None
+        #: When a commit of unknown id was last reported (a wake-up without one).
         self._unknown_commit_at = 0.0
         #: The next batch, read while the last one is published: (from id, when
         #: asked, the read). Reading and mapping overlap with publishing.
