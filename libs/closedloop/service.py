@@ -57,11 +57,7 @@ class Service:
         if self.relay is not None and self.nc is not None and self.nc.is_connected:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._drain_relay(), timeout=grace)
-        for task in self.tasks:
-            task.cancel()
-        for task in self.tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_all(self.tasks, grace)
         if self.relay is not None:
             await self.relay.close()
         if self.nc is not None:
@@ -77,6 +73,25 @@ class Service:
                 await self.relay.save_position()
                 return
             await asyncio.sleep(0.05)
+
+
+async def cancel_all(tasks: Sequence[asyncio.Task[Any]], grace: float) -> list[str]:
+    """Cancels the tasks and waits for them, at most `grace`: a stop never hangs.
+
+    Returns (and logs) the names of the tasks that were still running by then.
+    """
+    for task in tasks:
+        task.cancel()
+    if not tasks:
+        return []
+    done, running = await asyncio.wait(tasks, timeout=grace)
+    for task in done:
+        if not task.cancelled():
+            task.exception()  # retrieved, so asyncio does not report it at exit
+    stuck = sorted(task.get_name() for task in running)
+    if stuck:
+        log.warning("tasks still running %.1f s after cancellation: %s", grace, stuck)
+    return stuck
 
 
 async def start_service(

@@ -92,7 +92,7 @@ class Relay:
         #: The highest notification id this process is known to have committed.
         self._committed = 0
         #: When the last read was asked for, if it came back short: the log was read
-        #: out as of then (None: it was not, or a commit may have been missed).
+        #: out as of then (None: it was not). See `_caught_up_since`.
         self._caught_up_at: float | None = None
         #: When a commit of unknown id was last reported (a wake-up without one).
         self._unknown_commit_at = 0.0
@@ -122,9 +122,17 @@ class Relay:
         if committed:
             self._committed = max(self._committed, committed)
         else:
-            self._caught_up_at = None  # something was committed: look, do not assume
             self._unknown_commit_at = time.monotonic()
         self._wake.set()
+
+    def _caught_up_since(self) -> float | None:
+        """When the log was last found read out, unless that is no longer known.
+
+        A commit of unknown id reported after that read may have missed it: then
+        look, do not assume.
+        """
+        at = self._caught_up_at
+        return at if at is not None and at > self._unknown_commit_at else None
 
     def _nothing_new(self) -> bool:
         """Found the store read out lately and sent all this process committed since.
@@ -133,12 +141,13 @@ class Relay:
         transaction this relay saw as a gap) show up at the next poll, at most
         `poll_interval` later.
         """
+        since = self._caught_up_since()
         return (
-            self._caught_up_at is not None
+            since is not None
             and self._sent_position >= self._committed
             and not self.state.open_gaps
             and not self._first_seen_missing
-            and time.monotonic() - self._caught_up_at < self.settings.poll_interval
+            and time.monotonic() - since < self.settings.poll_interval
         )
 
     async def run(self) -> None:
@@ -167,17 +176,19 @@ class Relay:
                 backoff = min(backoff * 2, self.settings.max_backoff)
                 continue
             if not progressed or self._at_tail_with_nothing_in_flight():
+                # asyncio.timeout, not wait_for: on CPython 3.11 wait_for can swallow
+                # a cancellation that lands as the wake-up does, and a service
+                # stopping its relay would then wait for it forever.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(
-                        self._wake.wait(), self.settings.poll_interval
-                    )
+                    async with asyncio.timeout(self.settings.poll_interval):
+                        await self._wake.wait()
                 if self._wake.is_set() and self.settings.linger > 0:
                     await asyncio.sleep(self.settings.linger)
                 self._wake.clear()
 
     def _may_send_another_batch(self) -> bool:
         """A backlog fills the window; at the tail, new commits gather meanwhile."""
-        if self._in_flight and self._caught_up_at is not None:
+        if self._in_flight and self._caught_up_since() is not None:
             return False
         return len(self._in_flight) < self.settings.window
 
@@ -187,7 +198,7 @@ class Relay:
         Waiting for a wake-up (and lingering) gathers those commits into one read
         and one round of acknowledgements, instead of chasing every commit alone.
         """
-        return self._caught_up_at is not None and not self._in_flight
+        return self._caught_up_since() is not None and not self._in_flight
 
     async def _resume(self) -> None:
         """Starts from what the stream already holds: no duplicates, no gaps."""
@@ -252,10 +263,7 @@ class Relay:
                 return moved
             futures, position = self._in_flight[0]
             if futures:
-                await asyncio.wait_for(
-                    asyncio.gather(*futures), timeout=self.settings.publish_timeout
-                )
-                self.published += len(futures)
+                await self._acknowledged(futures)
             self._in_flight.popleft()
         except BaseException:
             self._drop_read_ahead()
@@ -274,12 +282,9 @@ class Relay:
             return None
         read_at, events = await self._read(self._sent_position + 1)
         ready, new_position, skipped = self._contiguous(events, self._sent_position)
-        # A short batch is the tail of the log as of `read_at`, unless a commit of
-        # unknown id was reported after the read was asked for: it may be missing.
-        at_tail = (
-            len(events) < self.settings.batch_size and self._unknown_commit_at < read_at
-        )
-        self._caught_up_at = read_at if at_tail else None
+        # A short batch is the tail of the log as of `read_at`.
+        short = len(events) < self.settings.batch_size
+        self._caught_up_at = read_at if short else None
         if new_position == self._sent_position:
             return None
         if len(events) == len(ready) == self.settings.batch_size:
@@ -418,7 +423,10 @@ class Relay:
     ) -> None:
         futures = await self._send(events, relay_position=relay_position)
         if futures:
-            await asyncio.wait_for(
-                asyncio.gather(*futures), timeout=self.settings.publish_timeout
-            )
-            self.published += len(futures)
+            await self._acknowledged(futures)
+
+    async def _acknowledged(self, futures: list[asyncio.Future[Any]]) -> None:
+        """Waits for every acknowledgement, at most `publish_timeout` (TimeoutError)."""
+        async with asyncio.timeout(self.settings.publish_timeout):
+            await asyncio.gather(*futures)
+        self.published += len(futures)
