@@ -36,10 +36,7 @@ fmt: install
 	$(BIN)/ruff check --fix .
 
 typecheck: protos
-	rm -rf build/mypy && mkdir -p build/mypy
-	cp -rs "$$PWD/libs/closedloop" build/mypy/closedloop
-	cp -rs "$$PWD/services" build/mypy/closedloop/services
-	$(BIN)/mypy build/mypy/closedloop tests
+	$(BIN)/mypy libs/closedloop services apps tests
 
 test: protos chromium
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -54,10 +51,10 @@ test-e2e: protos
 	$(BIN)/python -m pytest tests/e2e $(PYTEST_ARGS)
 
 run: protos
-	$(BIN)/python -m closedloop.devrun
+	$(BIN)/python -m apps.devrun
 
 demo: protos
-	$(BIN)/python -m closedloop.demo $(DEMO_ARGS)
+	$(BIN)/python -m apps.demo $(DEMO_ARGS)
 
 stop:
 	@if [ -f var/devrun.pid ] && kill -0 "$$(cat var/devrun.pid)" 2>/dev/null; then \

@@ -1,4 +1,4 @@
-"""Runs the attribution service: `python -m closedloop.services.attribution`."""
+"""Runs the attribution service: `python -m services.attribution`."""
 
 from __future__ import annotations
 
@@ -8,19 +8,19 @@ from closedloop.attribution.v1 import attribution_service_pb2_grpc
 from closedloop.config import ServiceConfig
 from closedloop.grpckit.server import Registration
 from closedloop.service import Service, run_forever, start_service
-from closedloop.services.attribution.api import SERVICE_NAME, AttributionServicer
-from closedloop.services.attribution.application import (
+from services.attribution.api import SERVICE_NAME, AttributionServicer
+from services.attribution.application import (
     Attributions,
     AttributionStore,
     TrainingSchedule,
 )
-from closedloop.services.attribution.lead_journeys import (
+from services.attribution.lead_journeys import (
     GrpcLeadJourneys,
     LeadJourneys,
 )
-from closedloop.services.attribution.settings import AttributionSettings
-from closedloop.services.attribution.subscriptions import attribution_subscriptions
-from closedloop.services.attribution.wire import SOURCE, to_message
+from services.attribution.settings import AttributionSettings
+from services.attribution.subscriptions import attribution_subscriptions
+from services.attribution.wire import SOURCE, to_message
 
 if TYPE_CHECKING:
     from eventsourcing.application import Application

@@ -13,20 +13,20 @@ from closedloop.errors import InvalidArgument
 from closedloop.grpckit import request_meta
 from closedloop.grpckit import validation as check
 from closedloop.money import Money
-from closedloop.services.attribution.application import (
+from services.attribution.application import (
     Attributions,
     RecordSpend,
     SpendFilter,
     spend_totals,
 )
-from closedloop.services.attribution.domain import (
+from services.attribution.domain import (
     DATA_DRIVEN_MODELS,
     check_channel,
     check_model,
     check_period,
     check_spend_amount,
 )
-from closedloop.services.attribution.wire import (
+from services.attribution.wire import (
     channel_model_message,
     deal_attribution_message,
     money_message,

@@ -25,8 +25,8 @@ from closedloop.errors import FailedPrecondition, NotFound, Unavailable
 from closedloop.eventstore.metadata import EventMeta
 from closedloop.eventstore.unit_of_work import ServiceStore
 from closedloop.money import Money
-from closedloop.services.attribution.datadriven import credit_with_weights
-from closedloop.services.attribution.domain import (
+from services.attribution.datadriven import credit_with_weights
+from services.attribution.domain import (
     CHANNELS,
     DATA_DRIVEN_MODELS,
     MODELS,
@@ -51,15 +51,15 @@ from closedloop.services.attribution.domain import (
     visitor_journey_id,
     visitor_key,
 )
-from closedloop.services.attribution.models import (
+from services.attribution.models import (
     Conversion,
     Credit,
     Touch,
     counted_touches,
     credit,
 )
-from closedloop.services.attribution.settings import AttributionSettings
-from closedloop.services.attribution.training import EventFold, train_model
+from services.attribution.settings import AttributionSettings
+from services.attribution.training import EventFold, train_model
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -67,8 +67,8 @@ if TYPE_CHECKING:
     from eventsourcing.domain import Aggregate
 
     from closedloop.eventstore.unit_of_work import CommandExecutor, UnitOfWork
-    from closedloop.services.attribution.lead_journeys import LeadJourney, LeadJourneys
-    from closedloop.services.attribution.models import ModelSpec
+    from services.attribution.lead_journeys import LeadJourney, LeadJourneys
+    from services.attribution.models import ModelSpec
 
 log = logging.getLogger(__name__)
 

@@ -22,12 +22,12 @@ import numpy.typing as npt
 from scipy.sparse import csr_matrix, diags, identity
 from scipy.sparse.linalg import spsolve
 
-from closedloop.services.attribution.models import ModelSpec, credit_by_channel
+from services.attribution.models import ModelSpec, credit_by_channel
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
 
-    from closedloop.services.attribution.models import (
+    from services.attribution.models import (
         Attribution,
         Conversion,
         Touch,

@@ -17,7 +17,7 @@ from eventsourcing.domain import Aggregate, event
 
 from closedloop.errors import InvalidArgument
 from closedloop.money import Money, check_currency
-from closedloop.services.attribution.models import Conversion, Credit, Touch
+from services.attribution.models import Conversion, Credit, Touch
 
 NAMESPACE = uuid.UUID("0c6b9a51-5e7f-4d2a-8b3c-71a4e2f9d6b8")
 

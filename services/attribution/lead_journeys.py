@@ -15,7 +15,7 @@ from closedloop.grpckit import CORRELATION_ID_KEY, TRACEPARENT_KEY
 from closedloop.lead.v1 import lead_service_pb2 as lead_pb
 from closedloop.lead.v1 import lead_service_pb2_grpc, types_pb2
 from closedloop.protobuf import enum_name, to_datetime
-from closedloop.services.attribution.models import Touch
+from services.attribution.models import Touch
 
 if TYPE_CHECKING:
     from datetime import datetime

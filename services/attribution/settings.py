@@ -17,8 +17,8 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from closedloop.config import ConfigError
-from closedloop.services.attribution.domain import MODELS
-from closedloop.services.attribution.models import (
+from services.attribution.domain import MODELS
+from services.attribution.models import (
     DEFAULT_HALF_LIFE,
     DEFAULT_LOOKBACK,
     ModelSpec,

@@ -21,19 +21,19 @@ from closedloop.errors import InvalidArgument
 from closedloop.lead.v1 import events_pb2 as lead_events
 from closedloop.lead.v1 import types_pb2 as lead_types
 from closedloop.protobuf import enum_name, to_datetime
-from closedloop.services.attribution.application import (
+from services.attribution.application import (
     DealWonFact,
     RevenueFact,
     TouchFact,
 )
-from closedloop.services.attribution.lead_journeys import UNASSIGNED
-from closedloop.services.attribution.wire import to_money
+from services.attribution.lead_journeys import UNASSIGNED
+from services.attribution.wire import to_money
 
 if TYPE_CHECKING:
     from google.protobuf.message import Message
 
     from closedloop.bus.cloudevents import Envelope
-    from closedloop.services.attribution.application import Attributions
+    from services.attribution.application import Attributions
 
 DEAL_SUBJECTS = tuple(
     m.DESCRIPTOR.full_name

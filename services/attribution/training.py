@@ -17,9 +17,11 @@ from typing import TYPE_CHECKING, Any
 from eventsourcing.domain import Aggregate
 from eventsourcing.utils import get_topic
 
-from closedloop.services.attribution import datadriven
-from closedloop.services.attribution.datadriven import Journey
-from closedloop.services.attribution.domain import (
+from services import legacy_topic
+
+from services.attribution import datadriven
+from services.attribution.datadriven import Journey
+from services.attribution.domain import (
     ChannelWeight,
     DealOutcome,
     DealRecord,
@@ -34,7 +36,7 @@ if TYPE_CHECKING:
 
     from eventsourcing.application import Application
 
-    from closedloop.services.attribution.models import ModelSpec
+    from services.attribution.models import ModelSpec
 
 #: Notifications read per query while catching up.
 PAGE_SIZE = 2000
@@ -43,11 +45,13 @@ Touches = list[tuple["datetime", int, str, str]]
 
 
 def _event_topics(*aggregates: type[Aggregate]) -> tuple[str, ...]:
+    """Each event class's topic, and the one events stored before the move carry."""
     return tuple(
-        get_topic(value)
+        stored
         for aggregate in aggregates
         for value in vars(aggregate).values()
         if isinstance(value, type) and issubclass(value, Aggregate.Event)
+        for stored in (get_topic(value), legacy_topic(get_topic(value)))
     )
 
 

@@ -9,7 +9,7 @@ from closedloop.attribution.v1 import events_pb2
 from closedloop.common.v1 import money_pb2
 from closedloop.money import Money
 from closedloop.protobuf import timestamp
-from closedloop.services.attribution.domain import (
+from services.attribution.domain import (
     ChannelModel,
     ChannelWeight,
     ConversionCredits,
@@ -28,12 +28,12 @@ if TYPE_CHECKING:
 
     from google.protobuf.message import Message
 
-    from closedloop.services.attribution.application import (
+    from services.attribution.application import (
         ConversionView,
         DealAttributionView,
     )
-    from closedloop.services.attribution.domain import ModelCredits
-    from closedloop.services.attribution.models import Credit
+    from services.attribution.domain import ModelCredits
+    from services.attribution.models import Credit
 
 SOURCE = "/closedloop/attribution"
 

@@ -1,4 +1,4 @@
-"""Runs the consent service: `python -m closedloop.services.consent`."""
+"""Runs the consent service: `python -m services.consent`."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from closedloop.config import ServiceConfig
 from closedloop.consent.v1 import consent_service_pb2_grpc
 from closedloop.grpckit.server import Registration
 from closedloop.service import Service, run_forever, start_service
-from closedloop.services.consent.api import SERVICE_NAME, ConsentServicer
-from closedloop.services.consent.application import Consents, ConsentStore
-from closedloop.services.consent.wire import SOURCE, to_message
+from services.consent.api import SERVICE_NAME, ConsentServicer
+from services.consent.application import Consents, ConsentStore
+from services.consent.wire import SOURCE, to_message
 
 if TYPE_CHECKING:
     from eventsourcing.application import Application

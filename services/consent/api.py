@@ -12,7 +12,7 @@ from closedloop.grpckit import request_meta
 from closedloop.grpckit import validation as check
 from closedloop.identity import normalize_email
 from closedloop.protobuf import timestamp
-from closedloop.services.consent.application import (
+from services.consent.application import (
     CheckConsent,
     ConsentCommand,
     Consents,
@@ -23,13 +23,13 @@ from closedloop.services.consent.application import (
     Subject,
     WithdrawConsent,
 )
-from closedloop.services.consent.domain import (
+from services.consent.domain import (
     SCOPES,
     ChannelPreferences,
     Evidence,
     LegalBasis,
 )
-from closedloop.services.consent.wire import (
+from services.consent.wire import (
     CHANNEL,
     FREQUENCY,
     LEGAL_BASIS,

@@ -11,7 +11,7 @@ from eventsourcing.application import AggregateNotFoundError
 
 from closedloop.eventstore.personal import PersonalDataApplication
 from closedloop.identity import email_digest
-from closedloop.services.consent.domain import (
+from services.consent.domain import (
     ChangeRequest,
     ChannelPreferences,
     Consent,

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from closedloop.consent.v1 import events_pb2, types_pb2
 from closedloop.eventstore.metadata import META_ATTRIBUTE, EventMeta
 from closedloop.protobuf import enum_name, enum_number, timestamp, to_datetime
-from closedloop.services.consent.domain import (
+from services.consent.domain import (
     ChannelPreferences,
     Consent,
     ConsentChange,

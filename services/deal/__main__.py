@@ -1,4 +1,4 @@
-"""Runs the deal service: `python -m closedloop.services.deal`."""
+"""Runs the deal service: `python -m services.deal`."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ from closedloop.config import ServiceConfig
 from closedloop.deal.v1 import deal_service_pb2_grpc
 from closedloop.grpckit.server import Registration
 from closedloop.service import Service, run_forever, start_service
-from closedloop.services.deal.api import SERVICE_NAME, DealServicer
-from closedloop.services.deal.application import Deals, DealStore
-from closedloop.services.deal.lead_directory import GrpcLeadDirectory, LeadDirectory
-from closedloop.services.deal.subscriptions import deal_subscriptions
-from closedloop.services.deal.wire import SOURCE, to_message
+from services.deal.api import SERVICE_NAME, DealServicer
+from services.deal.application import Deals, DealStore
+from services.deal.lead_directory import GrpcLeadDirectory, LeadDirectory
+from services.deal.subscriptions import deal_subscriptions
+from services.deal.wire import SOURCE, to_message
 
 if TYPE_CHECKING:
     from eventsourcing.application import Application

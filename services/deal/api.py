@@ -12,7 +12,7 @@ from closedloop.errors import InvalidArgument
 from closedloop.grpckit import request_meta
 from closedloop.grpckit import validation as check
 from closedloop.money import Money
-from closedloop.services.deal.application import (
+from services.deal.application import (
     ChangeDealStage,
     Deals,
     LoseDeal,
@@ -21,12 +21,12 @@ from closedloop.services.deal.application import (
     UpdateDealAmount,
     WinDeal,
 )
-from closedloop.services.deal.domain import (
+from services.deal.domain import (
     check_amount,
     check_open_stage,
     check_revenue_amount,
 )
-from closedloop.services.deal.wire import (
+from services.deal.wire import (
     deal_message,
     loss_reason_name,
     revenue_kind_name,

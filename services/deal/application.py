@@ -16,7 +16,7 @@ from closedloop.eventstore.metadata import EventMeta
 from closedloop.eventstore.personal import PersonalDataApplication
 from closedloop.eventstore.unit_of_work import CommandExecutor, UnitOfWork
 from closedloop.money import Money
-from closedloop.services.deal.domain import (
+from services.deal.domain import (
     Deal,
     LeadDeals,
     check_amount,
@@ -28,7 +28,7 @@ from closedloop.services.deal.domain import (
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from closedloop.services.deal.lead_directory import LeadDirectory
+    from services.deal.lead_directory import LeadDirectory
 
 
 class MoneyAsDict(Transcoding):

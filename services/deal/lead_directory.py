@@ -14,7 +14,7 @@ from closedloop.grpckit import CORRELATION_ID_KEY, TRACEPARENT_KEY
 from closedloop.lead.v1 import lead_service_pb2 as lead_pb
 from closedloop.lead.v1 import lead_service_pb2_grpc, types_pb2
 from closedloop.protobuf import enum_name
-from closedloop.services.deal.domain import LeadStanding, check_convertible
+from services.deal.domain import LeadStanding, check_convertible
 
 if TYPE_CHECKING:
     from closedloop.eventstore.metadata import EventMeta

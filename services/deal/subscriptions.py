@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from google.protobuf.message import Message
 
     from closedloop.bus.cloudevents import Envelope
-    from closedloop.services.deal.application import Deals
+    from services.deal.application import Deals
 
 SUBJECT_ERASED = consent_events.SubjectErased.DESCRIPTOR.full_name
 LEAD_ERASED = lead_events.LeadPersonalDataErased.DESCRIPTOR.full_name

@@ -10,7 +10,7 @@ from closedloop.deal.v1 import deal_service_pb2, events_pb2, types_pb2
 from closedloop.eventstore.metadata import META_ATTRIBUTE, EventMeta
 from closedloop.money import Money
 from closedloop.protobuf import enum_name, enum_number, timestamp, to_datetime
-from closedloop.services.deal.domain import Deal, LeadDeals, Revenue
+from services.deal.domain import Deal, LeadDeals, Revenue
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from closedloop.bus.cloudevents import Envelope
 
 SOURCE = "/closedloop/deal"
-_DEAL_TOPIC = "closedloop.services.deal.domain:Deal"
+_DEAL_TOPIC = "services.deal.domain:Deal"
 
 
 def money_message(money: Money) -> money_pb2.Money:

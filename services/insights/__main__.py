@@ -1,4 +1,4 @@
-"""Runs the insights service: `python -m closedloop.services.insights`.
+"""Runs the insights service: `python -m services.insights`.
 
 It serves closedloop.insights.v1.InsightsService on CLOSEDLOOP_INSIGHTS_GRPC_PORT
 (50055) from the read store at CLOSEDLOOP_PROJECTOR_STORE_URL, and asks NATS only
@@ -21,17 +21,17 @@ from closedloop.grpckit.server import Registration, RunningServer, start_server
 from closedloop.insights.v1 import insights_service_pb2_grpc
 from closedloop.projections import ReadStore, discover
 from closedloop.projections.reader import log_last_seq
-from closedloop.services.insights.api import SERVICE_NAME, InsightsServicer
-from closedloop.services.insights.readmodels import ReadModels
-from closedloop.services.insights.web import dial_address, start_dashboard
-from closedloop.services.projector.config import store_url
+from services.insights.api import SERVICE_NAME, InsightsServicer
+from services.insights.readmodels import ReadModels
+from services.insights.web import dial_address, start_dashboard
+from services.projector.config import store_url
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from nats.aio.client import Client
 
-log = logging.getLogger("closedloop.services.insights")
+log = logging.getLogger("services.insights")
 
 
 @dataclass

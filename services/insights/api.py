@@ -13,12 +13,12 @@ from closedloop.insights.v1 import insights_service_pb2_grpc
 from closedloop.projections.store import ACTIVE, BUILDING, RETIRED
 from closedloop.projections.times import datetime_of
 from closedloop.protobuf import timestamp
-from closedloop.services.insights import queries
-from closedloop.services.projector.projections.consent_status import ConsentStatus
-from closedloop.services.projector.projections.customer_journey import CustomerJourney
-from closedloop.services.projector.projections.customer_value import CustomerValue
-from closedloop.services.projector.projections.funnel_by_channel import FunnelByChannel
-from closedloop.services.projector.projections.revenue_by_channel import (
+from services.insights import queries
+from services.projector.projections.consent_status import ConsentStatus
+from services.projector.projections.customer_journey import CustomerJourney
+from services.projector.projections.customer_value import CustomerValue
+from services.projector.projections.funnel_by_channel import FunnelByChannel
+from services.projector.projections.revenue_by_channel import (
     RevenueByChannel,
 )
 
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     import grpc
 
     from closedloop.projections.base import Projection
-    from closedloop.services.insights.readmodels import ReadModels
+    from services.insights.readmodels import ReadModels
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["InsightsService"].full_name
 

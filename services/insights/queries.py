@@ -29,14 +29,14 @@ from closedloop.projections.times import (
     previous_month,
 )
 from closedloop.protobuf import enum_number, timestamp
-from closedloop.services.projector.projections import (
+from services.projector.projections import (
     consent_status,
     customer_journey,
     customer_value,
     funnel_by_channel,
     revenue_by_channel,
 )
-from closedloop.services.projector.projections.identity import (
+from services.projector.projections.identity import (
     LEAD,
     VISITOR,
     Identity,

@@ -8,7 +8,7 @@ ListProjections every second while a page listens, and says "changed" when a
 projection's position moved (the page then reloads its panels) or "status" when only
 the lag or the parked count did.
 
-Run on its own with `python -m closedloop.services.insights.web` (it asks the
+Run on its own with `python -m services.insights.web` (it asks the
 insights service at CLOSEDLOOP_INSIGHTS_ADDRESS), or call `start_dashboard` from a
 process that already runs the insights service.
 
@@ -54,7 +54,7 @@ if TYPE_CHECKING:
 
     from closedloop.common.v1.money_pb2 import Money
 
-log = logging.getLogger("closedloop.services.insights.web")
+log = logging.getLogger("services.insights.web")
 
 DASHBOARD_DIR = Path(__file__).resolve().parent / "dashboard"
 DEFAULT_HTTP_HOST = "127.0.0.1"

@@ -1,4 +1,4 @@
-"""Runs the lead service: `python -m closedloop.services.lead`."""
+"""Runs the lead service: `python -m services.lead`."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from closedloop.config import ServiceConfig
 from closedloop.grpckit.server import Registration
 from closedloop.lead.v1 import lead_service_pb2_grpc
 from closedloop.service import Service, run_forever, start_service
-from closedloop.services.lead.api import SERVICE_NAME, LeadServicer
-from closedloop.services.lead.application import Leads, LeadStore
-from closedloop.services.lead.subscriptions import lead_subscriptions
-from closedloop.services.lead.wire import SOURCE, to_message
+from services.lead.api import SERVICE_NAME, LeadServicer
+from services.lead.application import Leads, LeadStore
+from services.lead.subscriptions import lead_subscriptions
+from services.lead.wire import SOURCE, to_message
 
 if TYPE_CHECKING:
     from eventsourcing.application import Application

@@ -11,7 +11,7 @@ from closedloop.grpckit import validation as check
 from closedloop.lead.v1 import lead_service_pb2 as pb
 from closedloop.lead.v1 import lead_service_pb2_grpc, types_pb2
 from closedloop.protobuf import enum_name
-from closedloop.services.lead.application import (
+from services.lead.application import (
     AcceptLead,
     CaptureLead,
     DisqualifyLead,
@@ -21,8 +21,8 @@ from closedloop.services.lead.application import (
     RecordTouchpoint,
     ReopenLead,
 )
-from closedloop.services.lead.channels import default_channel
-from closedloop.services.lead.wire import (
+from services.lead.channels import default_channel
+from services.lead.wire import (
     channel_number,
     lead_message,
     touchpoint_message,

@@ -15,7 +15,7 @@ from closedloop.errors import NotFound
 from closedloop.eventstore.personal import PersonalDataApplication
 from closedloop.eventstore.unit_of_work import CommandExecutor, UnitOfWork
 from closedloop.identity import email_digest
-from closedloop.services.lead.domain import (
+from services.lead.domain import (
     EmailClaim,
     Lead,
     Touchpoint,

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from google.protobuf.message import Message
 
     from closedloop.bus.cloudevents import Envelope
-    from closedloop.services.lead.application import Leads
+    from services.lead.application import Leads
 
 DEAL_OPENED = deal_events.DealOpened.DESCRIPTOR.full_name
 SUBJECT_ERASED = consent_events.SubjectErased.DESCRIPTOR.full_name

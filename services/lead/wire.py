@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from closedloop.eventstore.metadata import META_ATTRIBUTE, EventMeta
 from closedloop.lead.v1 import events_pb2, lead_service_pb2, types_pb2
 from closedloop.protobuf import enum_name, enum_number, timestamp, to_datetime
-from closedloop.services.lead.domain import (
+from services.lead.domain import (
     EmailClaim,
     Lead,
     Touchpoint,
@@ -199,7 +199,7 @@ _FROM_MESSAGE: dict[
     events_pb2.VisitorFirstSeen: (
         Visitor.FirstSeen,
         lambda m: {
-            "originator_topic": "closedloop.services.lead.domain:Visitor",
+            "originator_topic": "services.lead.domain:Visitor",
             "anonymous_id": m.anonymous_id,
             "occurred_at": to_datetime(m.occurred_at),
         },
@@ -211,7 +211,7 @@ _FROM_MESSAGE: dict[
     events_pb2.LeadCaptured: (
         Lead.Captured,
         lambda m: {
-            "originator_topic": "closedloop.services.lead.domain:Lead",
+            "originator_topic": "services.lead.domain:Lead",
             "email": m.email,
             "name": m.name,
             "company": m.company,

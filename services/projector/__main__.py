@@ -1,4 +1,4 @@
-"""Runs the projector: `python -m closedloop.services.projector`."""
+"""Runs the projector: `python -m services.projector`."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import signal
 import sys
 
 from closedloop.projections import discover
-from closedloop.services.projector.app import start_projector, stop_projector
-from closedloop.services.projector.config import ProjectorConfig
+from services.projector.app import start_projector, stop_projector
+from services.projector.config import ProjectorConfig
 
-log = logging.getLogger("closedloop.services.projector")
+log = logging.getLogger("services.projector")
 
 
 async def main() -> None:

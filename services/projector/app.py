@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from nats.aio.client import Client
 
     from closedloop.projections.base import Projection
-    from closedloop.services.projector.config import ProjectorConfig
+    from services.projector.config import ProjectorConfig
 
 log = logging.getLogger(__name__)
 

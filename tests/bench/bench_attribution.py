@@ -107,8 +107,8 @@ def _max_rss_bytes() -> int:
 
 
 def _ours(name: str, rows: list[Any]) -> tuple[float, dict[str, float]]:
-    from closedloop.services.attribution import datadriven  # noqa: PLC0415
-    from closedloop.services.attribution.models import ModelSpec  # noqa: PLC0415
+    from services.attribution import datadriven  # noqa: PLC0415
+    from services.attribution.models import ModelSpec  # noqa: PLC0415
 
     if name.startswith("markov"):
         order = int(name.rsplit("_", 1)[1]) if "order" in name else 1
@@ -179,10 +179,10 @@ def _prefill(path: Path, rows: list[Row]) -> Any:
 
     from closedloop.eventstore.store import StoreLocation  # noqa: PLC0415
     from closedloop.money import Money  # noqa: PLC0415
-    from closedloop.services.attribution.application import (  # noqa: PLC0415
+    from services.attribution.application import (  # noqa: PLC0415
         AttributionStore,
     )
-    from closedloop.services.attribution.domain import (  # noqa: PLC0415
+    from services.attribution.domain import (  # noqa: PLC0415
         DealRecord,
         PersonJourney,
         WinSnapshot,
@@ -220,10 +220,10 @@ def _service_training(rows: list[Row]) -> dict[str, Any]:
     """Training as the service does it: fold the store's events, assemble, train."""
     import tempfile  # noqa: PLC0415
 
-    from closedloop.services.attribution.settings import (  # noqa: PLC0415
+    from services.attribution.settings import (  # noqa: PLC0415
         AttributionSettings,
     )
-    from closedloop.services.attribution.training import (  # noqa: PLC0415
+    from services.attribution.training import (  # noqa: PLC0415
         EventFold,
         train_model,
     )
@@ -268,7 +268,7 @@ def measure(name: str, journeys: int) -> dict[str, Any]:
         before = extra.pop("rss_before")
     else:
         # Imported before the baseline: numpy and scipy are not the training's.
-        from closedloop.services.attribution import datadriven  # noqa: F401, PLC0415
+        from services.attribution import datadriven  # noqa: F401, PLC0415
 
         before = _max_rss_bytes()
         seconds, shares = _ours(name, rows)
@@ -300,12 +300,12 @@ def _in_subprocess(name: str, journeys: int) -> dict[str, Any]:
 
 def crediting(seconds: float = CREDIT_SECONDS) -> dict[str, Any]:
     """Deals per second on one 20-touch journey, per model and under all models."""
-    from closedloop.services.attribution import datadriven  # noqa: PLC0415
-    from closedloop.services.attribution.domain import (  # noqa: PLC0415
+    from services.attribution import datadriven  # noqa: PLC0415
+    from services.attribution.domain import (  # noqa: PLC0415
         DATA_DRIVEN_MODELS,
         MODELS,
     )
-    from closedloop.services.attribution.models import (  # noqa: PLC0415
+    from services.attribution.models import (  # noqa: PLC0415
         Conversion,
         ModelSpec,
         Touch,

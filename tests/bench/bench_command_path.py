@@ -1,7 +1,7 @@
 """Command path: RecordTouchpoint over gRPC, next to its two raw baselines.
 
 For each store (SQLite file, PostgreSQL database) the lead service runs as a real
-process (`python -m closedloop.services.lead`, with its relay and its own nats-server)
+process (`python -m services.lead`, with its relay and its own nats-server)
 and is driven with 1 and 64 concurrent clients from separate client processes. Each
 client call stream records touchpoints for its own anonymous visitors, with an
 idempotency key per call. The same client, in the same processes, measures:

@@ -73,7 +73,7 @@ async def run(rate: int, seconds: float, relay_outbox: str) -> dict[str, Any]:
         )
         log = (data / "projector.log").open("ab")
         projector = subprocess.Popen(
-            [sys.executable, "-m", "closedloop.services.projector"],
+            [sys.executable, "-m", "services.projector"],
             env=env,
             stdout=log,
             stderr=log,

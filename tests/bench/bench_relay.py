@@ -49,8 +49,8 @@ def prefill(store_url: str, events: int) -> int:
     """Saves about `events` events directly through the application; returns count."""
     from closedloop.eventstore.metadata import EventMeta  # noqa: PLC0415
     from closedloop.eventstore.store import StoreLocation  # noqa: PLC0415
-    from closedloop.services.lead.application import LeadStore  # noqa: PLC0415
-    from closedloop.services.lead.domain import (  # noqa: PLC0415
+    from services.lead.application import LeadStore  # noqa: PLC0415
+    from services.lead.domain import (  # noqa: PLC0415
         TouchpointRequest,
         Visitor,
     )
@@ -108,8 +108,8 @@ async def run(events: int, trials: int, relay_outbox: str) -> dict[str, Any]:
     from closedloop.relay import Relay, RelaySettings  # noqa: PLC0415
     from closedloop.relay.outbox import OutboxRecipe  # noqa: PLC0415
     from closedloop.relay.positions import RelayPositions  # noqa: PLC0415
-    from closedloop.services.lead.application import LeadStore  # noqa: PLC0415
-    from closedloop.services.lead.wire import SOURCE, to_message  # noqa: PLC0415
+    from services.lead.application import LeadStore  # noqa: PLC0415
+    from services.lead.wire import SOURCE, to_message  # noqa: PLC0415
 
     scratch = machine.work_dir("relay")
     store_url = f"sqlite:///{scratch / 'lead' / 'events.db'}"

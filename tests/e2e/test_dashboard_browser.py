@@ -30,15 +30,15 @@ import nats
 import pytest
 
 from closedloop.bus.streams import StreamSettings, provision_streams
-from closedloop.demo.driver import Addresses, QuarterDriver
-from closedloop.demo.report import wait_for_read_side
-from closedloop.demo.scenario import plan_quarter
+from apps.demo.driver import Addresses, QuarterDriver
+from apps.demo.report import wait_for_read_side
+from apps.demo.scenario import plan_quarter
 from closedloop.insights.v1 import insights_service_pb2 as pb
 from closedloop.insights.v1 import insights_service_pb2_grpc
 from closedloop.lead.v1 import lead_service_pb2 as lead_pb
 from closedloop.lead.v1 import lead_service_pb2_grpc
 from closedloop.natsserver import free_port
-from closedloop.services.insights.web import money_text
+from services.insights.web import money_text
 from closedloop.testing.processes import ServiceProcess
 
 if TYPE_CHECKING:
@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 
     from selenium.webdriver.remote.webdriver import WebDriver
 
-    from closedloop.demo.scenario import PersonPlan
+    from apps.demo.scenario import PersonPlan
     from closedloop.natsserver import NatsServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.nats]
@@ -240,7 +240,7 @@ async def system(
         services.update({s.name: s for s in started})
         processes.append(
             subprocess.Popen(
-                [sys.executable, "-m", "closedloop.services.projector"],
+                [sys.executable, "-m", "services.projector"],
                 env=_env(data, own_nats_server.url),
                 stdin=subprocess.DEVNULL,
                 stdout=(tmp_path / "projector.log").open("ab"),
@@ -258,7 +258,7 @@ async def system(
         port = free_port()
         processes.append(
             subprocess.Popen(
-                [sys.executable, "-m", "closedloop.services.insights.web"],
+                [sys.executable, "-m", "services.insights.web"],
                 env=_env(
                     data,
                     own_nats_server.url,

@@ -98,7 +98,7 @@ async def running(
     data.mkdir(parents=True, exist_ok=True)
     projector_log = (data / "projector.log").open("ab")
     projector = subprocess.Popen(
-        [sys.executable, "-m", "closedloop.services.projector"],
+        [sys.executable, "-m", "services.projector"],
         env=projector_env,
         stdin=subprocess.DEVNULL,
         stdout=projector_log,

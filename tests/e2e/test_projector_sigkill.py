@@ -25,9 +25,9 @@ from closedloop.attribution.v1 import events_pb2 as attribution
 from closedloop.bus.streams import StreamSettings, provision_streams
 from closedloop.lead.v1 import types_pb2 as lead_types
 from closedloop.projections import ReadStore
-from closedloop.services.projector.projections.customer_journey import entries
-from closedloop.services.projector.projections.revenue_by_channel import revenue
-from closedloop.services.projector.testing import (
+from services.projector.projections.customer_journey import entries
+from services.projector.projections.revenue_by_channel import revenue
+from services.projector.testing import (
     Published,
     Scenario,
     ident,
@@ -80,7 +80,7 @@ def expected_revenue(events: list[Published]) -> Counter[str]:
 
 def start(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "closedloop.services.projector"],
+        [sys.executable, "-m", "services.projector"],
         env=env,
         stdin=subprocess.DEVNULL,
         stdout=log.open("ab"),

@@ -16,8 +16,8 @@ from closedloop.lead.v1 import lead_service_pb2_grpc
 from closedloop.lead.v1 import types_pb2 as lead_types
 from closedloop.natsserver import free_port
 from closedloop.protobuf import timestamp
-from closedloop.services.attribution.lead_journeys import GrpcLeadJourneys
-from closedloop.services.lead.__main__ import bootstrap as lead_bootstrap
+from services.attribution.lead_journeys import GrpcLeadJourneys
+from services.lead.__main__ import bootstrap as lead_bootstrap
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -20,7 +20,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from closedloop.config import ServiceConfig
 from closedloop.consent.v1 import consent_service_pb2 as pb
 from closedloop.consent.v1 import consent_service_pb2_grpc, types_pb2
-from closedloop.services.consent.__main__ import bootstrap
+from services.consent.__main__ import bootstrap
 from closedloop.testing.refusals import assert_refused
 
 if TYPE_CHECKING:

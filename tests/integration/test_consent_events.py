@@ -19,7 +19,7 @@ from closedloop.consent.v1 import consent_service_pb2 as pb
 from closedloop.consent.v1 import consent_service_pb2_grpc, events_pb2, types_pb2
 from closedloop.eventstore.personal import TOKEN_PREFIX
 from closedloop.identity import email_digest
-from closedloop.services.consent.__main__ import bootstrap
+from services.consent.__main__ import bootstrap
 from closedloop.testing.streams import eventually, read_stream
 
 if TYPE_CHECKING:

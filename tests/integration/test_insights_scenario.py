@@ -2,7 +2,7 @@
 
 Every figure below was worked out by hand from the story.
 
-The quarter (closedloop.services.projector.testing.scripted_quarter) is published
+The quarter (services.projector.testing.scripted_quarter) is published
 onto the context streams, the projector follows the log, and the insights service
 answers over gRPC. Amounts are US cents.
 
@@ -48,10 +48,10 @@ from closedloop.insights.v1 import insights_service_pb2 as pb
 from closedloop.insights.v1 import insights_service_pb2_grpc
 from closedloop.natsserver import NatsServer
 from closedloop.projections import discover
-from closedloop.services.insights.__main__ import Insights, bootstrap
-from closedloop.services.projector.app import start_projector, stop_projector
-from closedloop.services.projector.config import ProjectorConfig
-from closedloop.services.projector.testing import (
+from services.insights.__main__ import Insights, bootstrap
+from services.projector.app import start_projector, stop_projector
+from services.projector.config import ProjectorConfig
+from services.projector.testing import (
     SECRET_KEY,
     ident,
     publish,
@@ -491,7 +491,7 @@ async def report(env: dict[str, str], *args: str) -> tuple[int, str, str]:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "closedloop.cli",
+        "apps.cli",
         "report",
         *args,
         env=env,

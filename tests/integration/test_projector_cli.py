@@ -16,8 +16,8 @@ import pytest
 from closedloop.bus.streams import StreamSettings, provision_streams
 from closedloop.lead.v1 import types_pb2 as lead_types
 from closedloop.projections import ReadStore
-from closedloop.services.projector.projections.customer_journey import CustomerJourney
-from closedloop.services.projector.testing import (
+from services.projector.projections.customer_journey import CustomerJourney
+from services.projector.testing import (
     apply_events,
     publish,
     scripted_quarter,
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from closedloop.natsserver import NatsServer
-    from closedloop.services.projector.testing import Published
+    from services.projector.testing import Published
 
 pytestmark = [pytest.mark.nats]
 
@@ -42,7 +42,7 @@ async def closedloop(
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "closedloop.cli",
+        "apps.cli",
         *args,
         env=env,
         stdout=asyncio.subprocess.PIPE,

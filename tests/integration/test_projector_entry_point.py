@@ -21,7 +21,7 @@ import pytest
 
 from closedloop.bus.streams import StreamSettings, provision_streams
 from closedloop.projections import ReadStore
-from closedloop.services.projector.testing import (
+from services.projector.testing import (
     publish,
     scripted_quarter,
     wait_for_log,
@@ -81,7 +81,7 @@ async def test_an_installed_projection_is_backfilled_by_add(
         "CLOSEDLOOP_NATS_URL": own_nats_server.url,
         "CLOSEDLOOP_PROJECTOR_STORE_URL": store_url,
     }
-    closedloop = [sys.executable, "-m", "closedloop.cli"]
+    closedloop = [sys.executable, "-m", "apps.cli"]
     listed = await asyncio.to_thread(
         run, *closedloop, "projections", "list", "--json", env=env
     )

@@ -17,9 +17,9 @@ from closedloop.bus.streams import StreamSettings, provision_streams
 from closedloop.lead.v1 import types_pb2 as lead_types
 from closedloop.projections import ACTIVE, RETIRED, discover
 from closedloop.projections.runner import Outcome, RunnerSettings, build
-from closedloop.services.projector.app import start_projector, stop_projector
-from closedloop.services.projector.config import ProjectorConfig
-from closedloop.services.projector.testing import (
+from services.projector.app import start_projector, stop_projector
+from services.projector.config import ProjectorConfig
+from services.projector.testing import (
     Scenario,
     publish,
     scripted_quarter,
@@ -108,7 +108,7 @@ async def test_an_interrupted_build_resumes_where_it_stopped(
     await publish(nc, events)
     await wait_for_log(nc, len(events))
     from closedloop.projections import ReadStore  # noqa: PLC0415
-    from closedloop.services.projector.projections.customer_journey import (  # noqa: PLC0415
+    from services.projector.projections.customer_journey import (  # noqa: PLC0415
         CustomerJourney,
     )
 
@@ -140,7 +140,7 @@ async def test_an_interrupted_build_resumes_where_it_stopped(
     )
     assert outcome is Outcome.ACTIVATED
     assert (generation.key.generation, generation.position) == (1, len(events))
-    from closedloop.services.projector.testing import apply_events  # noqa: PLC0415
+    from services.projector.testing import apply_events  # noqa: PLC0415
 
     reference, key = apply_events(projection, events)
     assert snapshot(store, projection, generation.key) == snapshot(

@@ -17,10 +17,10 @@ from closedloop.attribution.v1 import events_pb2 as attribution
 from closedloop.bus.streams import StreamSettings, provision_streams
 from closedloop.projections import discover
 from closedloop.projections.loader import EXTRA_ENV
-from closedloop.services.projector.app import start_projector, stop_projector
-from closedloop.services.projector.config import ProjectorConfig
-from closedloop.services.projector.projections.revenue_by_channel import revenue
-from closedloop.services.projector.testing import (
+from services.projector.app import start_projector, stop_projector
+from services.projector.config import ProjectorConfig
+from services.projector.projections.revenue_by_channel import revenue
+from services.projector.testing import (
     Scenario,
     ident,
     publish,
@@ -41,7 +41,7 @@ REJECT_ENV = "EXTRA_PROJECTION_REJECT_CAMPAIGN"
 
 def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "closedloop.cli", *args],
+        [sys.executable, "-m", "apps.cli", *args],
         env=env,
         capture_output=True,
         text=True,

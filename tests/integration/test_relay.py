@@ -28,9 +28,9 @@ from closedloop.eventstore.store import StoreLocation
 from closedloop.relay import Relay, RelaySettings, event_id
 from closedloop.relay.outbox import OutboxRecipe, ThreadOutbox, WorkerOutbox
 from closedloop.relay.positions import RelayPositions, RelayState
-from closedloop.services.lead.application import LeadStore
-from closedloop.services.lead.domain import TouchpointRequest, Visitor
-from closedloop.services.lead.wire import SOURCE, to_message
+from services.lead.application import LeadStore
+from services.lead.domain import TouchpointRequest, Visitor
+from services.lead.wire import SOURCE, to_message
 from closedloop.testing.streams import eventually, read_stream
 
 if TYPE_CHECKING:

@@ -10,13 +10,13 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from closedloop.devrun import wait_healthy
+from apps.devrun import wait_healthy
 from closedloop.natsserver import free_port
 
 
 @dataclass
 class ServiceProcess:
-    """`python -m closedloop.services.<name>` with its own data folder and port."""
+    """`python -m services.<name>` with its own data folder and port."""
 
     name: str
     data_dir: Path
@@ -49,7 +49,7 @@ class ServiceProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = (self.data_dir / f"{self.name}.log").open("ab")
         self.process = subprocess.Popen(  # noqa: ASYNC220 - a quick spawn
-            [sys.executable, "-m", f"closedloop.services.{self.name}"],
+            [sys.executable, "-m", f"services.{self.name}"],
             env=self.env(),
             stdin=subprocess.DEVNULL,
             stdout=log,

@@ -16,7 +16,7 @@ from closedloop.lead.v1 import types_pb2 as lead_types
 from closedloop.projections import ApplyContext, Event, Projection, ProjectionError
 from closedloop.projections.times import micros
 from closedloop.protobuf import enum_name
-from closedloop.services.projector.projections.identity import (
+from services.projector.projections.identity import (
     LEAD,
     VISITOR,
     Identity,

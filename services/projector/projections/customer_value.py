@@ -13,7 +13,7 @@ from closedloop.lead.v1 import events_pb2 as lead_events
 from closedloop.projections import ApplyContext, Event, Projection, ProjectionError
 from closedloop.projections.times import micros, month_of
 from closedloop.protobuf import enum_name
-from closedloop.services.projector.projections.identity import (
+from services.projector.projections.identity import (
     VISITOR,
     Identity,
     Touch,

@@ -12,7 +12,7 @@ from closedloop.deal.v1 import events_pb2 as deal_events
 from closedloop.lead.v1 import events_pb2 as lead_events
 from closedloop.projections import ApplyContext, Event, Projection, ProjectionError
 from closedloop.projections.times import micros
-from closedloop.services.projector.projections.identity import (
+from services.projector.projections.identity import (
     VISITOR,
     Identity,
     Person,

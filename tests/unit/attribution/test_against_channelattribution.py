@@ -17,8 +17,8 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-from closedloop.services.attribution.datadriven import Journey, markov
-from closedloop.services.attribution.models import Conversion, ModelSpec, Touch, credit
+from services.attribution.datadriven import Journey, markov
+from services.attribution.models import Conversion, ModelSpec, Touch, credit
 
 ca = pytest.importorskip(
     "ChannelAttribution",

@@ -19,7 +19,7 @@ from closedloop.errors import FailedPrecondition, InvalidArgument, NotFound, Una
 from closedloop.eventstore.metadata import EventMeta
 from closedloop.eventstore.unit_of_work import CommandExecutor
 from closedloop.money import Money
-from closedloop.services.attribution.application import (
+from services.attribution.application import (
     Attributions,
     AttributionStore,
     DealWonFact,
@@ -30,17 +30,17 @@ from closedloop.services.attribution.application import (
     TrainingSchedule,
     spend_totals,
 )
-from closedloop.services.attribution.datadriven import Journey, markov, shapley
-from closedloop.services.attribution.domain import (
+from services.attribution.datadriven import Journey, markov, shapley
+from services.attribution.domain import (
     DATA_DRIVEN_MODELS,
     HEURISTIC_MODELS,
     MODELS,
     ConversionCredits,
     conversion_id,
 )
-from closedloop.services.attribution.lead_journeys import LeadJourney, LeadJourneys
-from closedloop.services.attribution.models import UNATTRIBUTED, ModelSpec, Touch
-from closedloop.services.attribution.settings import AttributionSettings
+from services.attribution.lead_journeys import LeadJourney, LeadJourneys
+from services.attribution.models import UNATTRIBUTED, ModelSpec, Touch
+from services.attribution.settings import AttributionSettings
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator

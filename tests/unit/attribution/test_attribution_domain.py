@@ -9,7 +9,7 @@ import pytest
 
 from closedloop.errors import InvalidArgument
 from closedloop.money import Money
-from closedloop.services.attribution.domain import (
+from services.attribution.domain import (
     CHANNELS,
     ChannelModel,
     ChannelWeight,
@@ -33,7 +33,7 @@ from closedloop.services.attribution.domain import (
     visitor_journey_id,
     visitor_key,
 )
-from closedloop.services.attribution.models import Credit, Touch
+from services.attribution.models import Credit, Touch
 
 T0 = datetime(2026, 3, 1, 12, tzinfo=UTC)
 

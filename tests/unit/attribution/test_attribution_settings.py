@@ -7,9 +7,9 @@ from datetime import timedelta
 import pytest
 
 from closedloop.config import ConfigError
-from closedloop.services.attribution.domain import MODELS
-from closedloop.services.attribution.models import ModelSpec
-from closedloop.services.attribution.settings import AttributionSettings
+from services.attribution.domain import MODELS
+from services.attribution.models import ModelSpec
+from services.attribution.settings import AttributionSettings
 
 
 def test_defaults() -> None:

@@ -13,9 +13,9 @@ from closedloop.deal.v1 import events_pb2 as deal_events
 from closedloop.errors import InvalidArgument
 from closedloop.eventstore.unit_of_work import CommandExecutor
 from closedloop.lead.v1 import events_pb2 as lead_events
-from closedloop.services.attribution.application import Attributions, AttributionStore
-from closedloop.services.attribution.lead_journeys import LeadJourneys
-from closedloop.services.attribution.subscriptions import (
+from services.attribution.application import Attributions, AttributionStore
+from services.attribution.lead_journeys import LeadJourneys
+from services.attribution.subscriptions import (
     DEAL_DURABLE,
     DEAL_SUBJECTS,
     LEAD_DURABLE,

@@ -13,11 +13,11 @@ from closedloop.bus.cloudevents import decode_payload
 from closedloop.lead.v1 import types_pb2 as lead_types
 from closedloop.money import Money
 from closedloop.protobuf import to_datetime
-from closedloop.services.attribution.application import (
+from services.attribution.application import (
     ConversionView,
     DealAttributionView,
 )
-from closedloop.services.attribution.domain import (
+from services.attribution.domain import (
     CHANNELS,
     ChannelModel,
     ChannelWeight,
@@ -31,8 +31,8 @@ from closedloop.services.attribution.domain import (
     TrainedModel,
     WinSnapshot,
 )
-from closedloop.services.attribution.models import UNATTRIBUTED, Credit
-from closedloop.services.attribution.wire import (
+from services.attribution.models import UNATTRIBUTED, Credit
+from services.attribution.wire import (
     channel_model_message,
     deal_attribution_message,
     spend_message,

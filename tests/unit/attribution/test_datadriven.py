@@ -11,14 +11,14 @@ from fractions import Fraction
 
 import pytest
 
-from closedloop.services.attribution import datadriven
-from closedloop.services.attribution.datadriven import (
+from services.attribution import datadriven
+from services.attribution.datadriven import (
     Journey,
     markov,
     shapley,
     shapley_subset,
 )
-from closedloop.services.attribution.models import (
+from services.attribution.models import (
     UNATTRIBUTED,
     Conversion,
     ModelSpec,

@@ -11,7 +11,7 @@ from fractions import Fraction
 
 import pytest
 
-from closedloop.services.attribution.models import (
+from services.attribution.models import (
     DEFAULT_LOOKBACK,
     HEURISTIC_MODELS,
     UNATTRIBUTED,

@@ -15,7 +15,7 @@ from closedloop.eventstore.metadata import EventMeta
 from closedloop.eventstore.personal import TOKEN_PREFIX
 from closedloop.eventstore.unit_of_work import CommandExecutor
 from closedloop.identity import email_digest
-from closedloop.services.consent.application import (
+from services.consent.application import (
     CheckConsent,
     Consents,
     ConsentStore,
@@ -26,7 +26,7 @@ from closedloop.services.consent.application import (
     Subject,
     WithdrawConsent,
 )
-from closedloop.services.consent.domain import (
+from services.consent.domain import (
     NAMESPACE,
     ChangeKind,
     ChannelPreferences,

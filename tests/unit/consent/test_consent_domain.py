@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from closedloop.errors import FailedPrecondition, InvalidArgument
-from closedloop.services.consent.domain import (
+from services.consent.domain import (
     EVERY_CHANNEL,
     MARKETING_PURPOSES,
     ChangeKind,

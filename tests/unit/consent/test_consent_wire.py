@@ -13,8 +13,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from closedloop.bus.cloudevents import Envelope
 from closedloop.consent.v1 import events_pb2, types_pb2
 from closedloop.eventstore.metadata import META_ATTRIBUTE, EventMeta
-from closedloop.services.consent import wire
-from closedloop.services.consent.domain import (
+from services.consent import wire
+from services.consent.domain import (
     EVERY_CHANNEL,
     ChangeRequest,
     ChannelPreferences,

@@ -15,7 +15,7 @@ from closedloop.eventstore.metadata import EventMeta
 from closedloop.eventstore.personal import TOKEN_PREFIX
 from closedloop.eventstore.unit_of_work import CommandExecutor
 from closedloop.money import Money
-from closedloop.services.deal.application import (
+from services.deal.application import (
     ChangeDealStage,
     Deals,
     DealStore,
@@ -25,14 +25,14 @@ from closedloop.services.deal.application import (
     UpdateDealAmount,
     WinDeal,
 )
-from closedloop.services.deal.domain import (
+from services.deal.domain import (
     Deal,
     DealStage,
     LeadStanding,
     deal_id_for,
     lead_deals_id,
 )
-from closedloop.services.deal.lead_directory import LeadDirectory
+from services.deal.lead_directory import LeadDirectory
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator

@@ -11,7 +11,7 @@ import pytest
 
 from closedloop.errors import DomainError, FailedPrecondition, InvalidArgument, NotFound
 from closedloop.money import CURRENCIES, Money, check_currency
-from closedloop.services.deal.domain import (
+from services.deal.domain import (
     Deal,
     DealStage,
     LeadDeals,

@@ -14,8 +14,8 @@ from closedloop.bus.cloudevents import Envelope
 from closedloop.deal.v1 import events_pb2, types_pb2
 from closedloop.eventstore.metadata import META_ATTRIBUTE, EventMeta
 from closedloop.money import Money
-from closedloop.services.deal import wire
-from closedloop.services.deal.domain import Deal, LeadDeals
+from services.deal import wire
+from services.deal.domain import Deal, LeadDeals
 from closedloop.testing.wire import envelope_for as shared_envelope_for
 from closedloop.testing.wire import round_trip as shared_round_trip
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from closedloop.demo.scenario import QUARTER_END, QUARTER_START, plan_quarter
+from apps.demo.scenario import QUARTER_END, QUARTER_START, plan_quarter
 
 
 def kinds_by_channel(seed: int, visitors: int) -> dict[str, Counter[str]]:

@@ -7,7 +7,7 @@ import string
 
 import pytest
 
-from closedloop.services.lead.channels import (
+from services.lead.channels import (
     DEFAULT_CHANNEL_RULES,
     SEARCH_SOURCES,
     SOCIAL_SOURCES,

@@ -10,7 +10,7 @@ import pytest
 from eventsourcing.domain import Aggregate
 
 from closedloop.errors import FailedPrecondition, InvalidArgument
-from closedloop.services.lead.domain import (
+from services.lead.domain import (
     EmailClaim,
     Lead,
     Stage,

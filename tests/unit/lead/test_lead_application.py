@@ -12,7 +12,7 @@ import pytest
 from closedloop.errors import FailedPrecondition, InvalidArgument, NotFound
 from closedloop.eventstore.metadata import EventMeta
 from closedloop.eventstore.unit_of_work import CommandExecutor
-from closedloop.services.lead.application import (
+from services.lead.application import (
     AcceptLead,
     CaptureLead,
     DisqualifyLead,
@@ -24,7 +24,7 @@ from closedloop.services.lead.application import (
     ReopenLead,
     TouchpointResult,
 )
-from closedloop.services.lead.domain import (
+from services.lead.domain import (
     EmailClaim,
     Lead,
     Stage,

@@ -13,8 +13,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from closedloop.bus.cloudevents import Envelope
 from closedloop.eventstore.metadata import META_ATTRIBUTE, EventMeta
 from closedloop.lead.v1 import events_pb2
-from closedloop.services.lead import wire
-from closedloop.services.lead.domain import (
+from services.lead import wire
+from services.lead.domain import (
     EmailClaim,
     Lead,
     TouchpointOwner,

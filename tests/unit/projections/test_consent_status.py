@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from closedloop.consent.v1 import types_pb2 as c
-from closedloop.services.projector.projections.consent_status import (
+from services.projector.projections.consent_status import (
     ERASED,
     GRANTED,
     NOT_OPTED,
@@ -19,7 +19,7 @@ from closedloop.services.projector.projections.consent_status import (
     decide,
     states,
 )
-from closedloop.services.projector.testing import (
+from services.projector.testing import (
     Scenario,
     apply_events,
     ident,

@@ -7,12 +7,12 @@ import pytest
 from closedloop.errors import NotFound
 from closedloop.identity import email_digest
 from closedloop.insights.v1 import insights_service_pb2 as pb
-from closedloop.services.insights.queries import customer_journey_of
-from closedloop.services.projector.projections.customer_journey import (
+from services.insights.queries import customer_journey_of
+from services.projector.projections.customer_journey import (
     CustomerJourney,
     identity,
 )
-from closedloop.services.projector.testing import (
+from services.projector.testing import (
     SECRET_KEY,
     apply_events,
     ident,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from closedloop.services.projector.projections.customer_value import (
+from services.projector.projections.customer_value import (
     BOUGHT,
     EARNED,
     UNKNOWN,
@@ -13,8 +13,8 @@ from closedloop.services.projector.projections.customer_value import (
     customers,
     monthly,
 )
-from closedloop.services.projector.projections.identity import Touch
-from closedloop.services.projector.testing import (
+from services.projector.projections.identity import Touch
+from services.projector.testing import (
     apply_events,
     ident,
     scripted_quarter,

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from closedloop.lead.v1 import types_pb2 as lead_types
 from closedloop.projections.times import micros_of
-from closedloop.services.projector.projections.funnel_by_channel import (
+from services.projector.projections.funnel_by_channel import (
     FunnelByChannel,
     people,
     visitors,
 )
-from closedloop.services.projector.testing import (
+from services.projector.testing import (
     Scenario,
     apply_events,
     at,

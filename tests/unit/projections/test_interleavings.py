@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from closedloop.projections import discover
-from closedloop.services.projector.testing import (
+from services.projector.testing import (
     Published,
     apply_events,
     log_messages,

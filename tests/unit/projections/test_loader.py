@@ -78,7 +78,7 @@ def test_load_class_refuses_what_is_not_a_projection() -> None:
         load_class("closedloop.projections.times:micros")
     assert (
         load_class(
-            "closedloop.services.projector.projections.revenue_by_channel:RevenueByChannel"
+            "services.projector.projections.revenue_by_channel:RevenueByChannel"
         ).name
         == "revenue_by_channel"
     )

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from closedloop.attribution.v1 import events_pb2 as attribution
 from closedloop.projections import GenerationKey, ReadStore
-from closedloop.services.projector.projections.revenue_by_channel import (
+from services.projector.projections.revenue_by_channel import (
     RevenueByChannel,
     customer_shares,
     revenue,
     spend_by_month,
 )
-from closedloop.services.projector.testing import (
+from services.projector.testing import (
     Scenario,
     apply_events,
     ident,

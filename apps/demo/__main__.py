@@ -1,6 +1,6 @@
 """`make demo`: start closedloop if needed, simulate a quarter, print the report.
 
-python -m closedloop.demo [--seed 7] [--visitors 5000] [--charts var/demo-report]
+python -m apps.demo [--seed 7] [--visitors 5000] [--charts var/demo-report]
 """
 
 from __future__ import annotations
@@ -16,17 +16,17 @@ from pathlib import Path
 from rich.console import Console
 
 from closedloop.config import ServiceConfig
-from closedloop.demo.driver import Addresses, QuarterDriver
-from closedloop.demo.report import (
+from apps.demo.driver import Addresses, QuarterDriver
+from apps.demo.report import (
     draw_charts,
     gather_report,
     print_report,
     train_channel_models,
     wait_for_read_side,
 )
-from closedloop.demo.scenario import plan_quarter
-from closedloop.devrun import GRPC_SERVICES, SERVICES, wait_healthy
-from closedloop.services.insights.web import dashboard_url
+from apps.demo.scenario import plan_quarter
+from apps.devrun import GRPC_SERVICES, SERVICES, wait_healthy
+from services.insights.web import dashboard_url
 
 # Wide enough for the report's tables when the output is a file or a pipe.
 console = Console(width=None if sys.stdout.isatty() else 150)
@@ -54,7 +54,7 @@ async def ensure_running() -> None:
     (data_dir / "logs").mkdir(parents=True, exist_ok=True)
     log = (data_dir / "logs" / "devrun.log").open("ab")
     process = subprocess.Popen(  # noqa: ASYNC220 - our own launcher, started once
-        [sys.executable, "-m", "closedloop.devrun"],
+        [sys.executable, "-m", "apps.devrun"],
         stdin=subprocess.DEVNULL,
         stdout=log,
         stderr=log,

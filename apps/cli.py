@@ -87,7 +87,7 @@ def _insights_address() -> str:
 
 
 def _settings() -> Settings:
-    from closedloop.services.projector.config import store_url  # noqa: PLC0415
+    from services.projector.config import store_url  # noqa: PLC0415
 
     return Settings(
         store_url=store_url(),
@@ -735,7 +735,7 @@ def report_revenue(
             )
         console.print(table)
     if chart is not None:
-        from closedloop.services.insights.charts import revenue_chart  # noqa: PLC0415
+        from services.insights.charts import revenue_chart  # noqa: PLC0415
 
         revenue_chart(response, chart)
         errors.print(f"chart written to {chart}")
@@ -823,7 +823,7 @@ def report_funnel(
             )
         console.print(table)
     if chart is not None:
-        from closedloop.services.insights.charts import funnel_chart  # noqa: PLC0415
+        from services.insights.charts import funnel_chart  # noqa: PLC0415
 
         funnel_chart(response, chart)
         errors.print(f"chart written to {chart}")
@@ -866,7 +866,7 @@ def report_journey(
             )
         console.print(table)
     if chart is not None:
-        from closedloop.services.insights.charts import journey_chart  # noqa: PLC0415
+        from services.insights.charts import journey_chart  # noqa: PLC0415
 
         journey_chart(response, chart)
         errors.print(f"chart written to {chart}")
@@ -981,7 +981,7 @@ def report_consent(  # noqa: C901 - two layouts of one answer
                     )
                 console.print(trail)
     if chart is not None:
-        from closedloop.services.insights.charts import consent_chart  # noqa: PLC0415
+        from services.insights.charts import consent_chart  # noqa: PLC0415
 
         consent_chart(response, chart)
         errors.print(f"chart written to {chart}")
@@ -1042,7 +1042,7 @@ def report_value(
             )
         console.print(kinds)
     if chart is not None:
-        from closedloop.services.insights.charts import value_chart  # noqa: PLC0415
+        from services.insights.charts import value_chart  # noqa: PLC0415
 
         value_chart(response, chart)
         errors.print(f"chart written to {chart}")

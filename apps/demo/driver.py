@@ -26,7 +26,7 @@ from closedloop.lead.v1 import types_pb2 as lead_types
 from closedloop.protobuf import timestamp
 
 if TYPE_CHECKING:
-    from closedloop.demo.scenario import PersonPlan, QuarterPlan, SpendPlan, Step
+    from apps.demo.scenario import PersonPlan, QuarterPlan, SpendPlan, Step
 
 log = logging.getLogger(__name__)
 

@@ -23,16 +23,16 @@ from closedloop import bus
 from closedloop.bus.streams import LOG_STREAM, StreamSettings, provision_streams
 from closedloop.config import DEFAULT_NATS_URL, ServiceConfig
 from closedloop.natsserver import NatsServer
-from closedloop.services.insights.web import dashboard_url
+from services.insights.web import dashboard_url
 
 #: The processes `make run` starts, in order: (name, module).
 SERVICES: tuple[tuple[str, str], ...] = (
-    ("lead", "closedloop.services.lead"),
-    ("deal", "closedloop.services.deal"),
-    ("consent", "closedloop.services.consent"),
-    ("attribution", "closedloop.services.attribution"),
-    ("projector", "closedloop.services.projector"),
-    ("insights", "closedloop.services.insights"),
+    ("lead", "services.lead"),
+    ("deal", "services.deal"),
+    ("consent", "services.consent"),
+    ("attribution", "services.attribution"),
+    ("projector", "services.projector"),
+    ("insights", "services.insights"),
 )
 #: Processes that answer gRPC health checks (the projector only follows the log).
 GRPC_SERVICES = ("lead", "deal", "consent", "attribution", "insights")

@@ -1,0 +1,1 @@
+"""Entry points that join the services: the operator CLI, `make run` and the demo."""
