@@ -15,7 +15,6 @@ from pathlib import Path
 
 from rich.console import Console
 
-from closedloop.config import ServiceConfig
 from apps.demo.driver import Addresses, QuarterDriver
 from apps.demo.report import (
     draw_charts,
@@ -26,6 +25,7 @@ from apps.demo.report import (
 )
 from apps.demo.scenario import plan_quarter
 from apps.devrun import GRPC_SERVICES, SERVICES, wait_healthy
+from closedloop.config import ServiceConfig
 from services.insights.web import dashboard_url
 
 # Wide enough for the report's tables when the output is a file or a pipe.

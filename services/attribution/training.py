@@ -18,7 +18,6 @@ from eventsourcing.domain import Aggregate
 from eventsourcing.utils import get_topic
 
 from services import legacy_topic
-
 from services.attribution import datadriven
 from services.attribution.datadriven import Journey
 from services.attribution.domain import (

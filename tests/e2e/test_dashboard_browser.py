@@ -29,17 +29,17 @@ import grpc
 import nats
 import pytest
 
-from closedloop.bus.streams import StreamSettings, provision_streams
 from apps.demo.driver import Addresses, QuarterDriver
 from apps.demo.report import wait_for_read_side
 from apps.demo.scenario import plan_quarter
+from closedloop.bus.streams import StreamSettings, provision_streams
 from closedloop.insights.v1 import insights_service_pb2 as pb
 from closedloop.insights.v1 import insights_service_pb2_grpc
 from closedloop.lead.v1 import lead_service_pb2 as lead_pb
 from closedloop.lead.v1 import lead_service_pb2_grpc
 from closedloop.natsserver import free_port
-from services.insights.web import money_text
 from closedloop.testing.processes import ServiceProcess
+from services.insights.web import money_text
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator

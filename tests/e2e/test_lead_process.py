@@ -21,9 +21,9 @@ from closedloop.bus.streams import StreamSettings, context_stream, provision_str
 from closedloop.eventstore.store import StoreLocation
 from closedloop.lead.v1 import lead_service_pb2 as pb
 from closedloop.lead.v1 import lead_service_pb2_grpc
-from services.lead.application import LeadStore
 from closedloop.testing.processes import ServiceProcess
 from closedloop.testing.streams import eventually, read_stream
+from services.lead.application import LeadStore
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator

@@ -29,11 +29,11 @@ from closedloop.config import ServiceConfig
 from closedloop.deal.v1 import events_pb2 as deal_events
 from closedloop.natsserver import NatsServer
 from closedloop.protobuf import timestamp
+from closedloop.testing.refusals import assert_refused
+from closedloop.testing.streams import eventually
 from services.attribution.__main__ import bootstrap
 from services.attribution.lead_journeys import LeadJourney, LeadJourneys
 from services.attribution.models import Touch
-from closedloop.testing.refusals import assert_refused
-from closedloop.testing.streams import eventually
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Iterator

@@ -29,11 +29,11 @@ from closedloop.errors import Unavailable
 from closedloop.lead.v1 import events_pb2 as lead_events
 from closedloop.lead.v1 import types_pb2 as lead_types
 from closedloop.protobuf import timestamp
+from closedloop.testing.streams import eventually, read_stream
 from services.attribution.__main__ import bootstrap
 from services.attribution.domain import MODELS
 from services.attribution.lead_journeys import LeadJourney, LeadJourneys
 from services.attribution.models import Touch
-from closedloop.testing.streams import eventually, read_stream
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator

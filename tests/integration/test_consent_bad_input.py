@@ -20,8 +20,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from closedloop.config import ServiceConfig
 from closedloop.consent.v1 import consent_service_pb2 as pb
 from closedloop.consent.v1 import consent_service_pb2_grpc, types_pb2
-from services.consent.__main__ import bootstrap
 from closedloop.testing.refusals import assert_refused
+from services.consent.__main__ import bootstrap
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable

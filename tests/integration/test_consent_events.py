@@ -19,8 +19,8 @@ from closedloop.consent.v1 import consent_service_pb2 as pb
 from closedloop.consent.v1 import consent_service_pb2_grpc, events_pb2, types_pb2
 from closedloop.eventstore.personal import TOKEN_PREFIX
 from closedloop.identity import email_digest
-from services.consent.__main__ import bootstrap
 from closedloop.testing.streams import eventually, read_stream
+from services.consent.__main__ import bootstrap
 
 if TYPE_CHECKING:
     from pathlib import Path

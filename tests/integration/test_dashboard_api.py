@@ -29,6 +29,7 @@ from closedloop.lead.v1 import types_pb2 as lead_types
 from closedloop.natsserver import NatsServer
 from closedloop.projections import discover
 from closedloop.protobuf import enum_name
+from closedloop.testing.streams import eventually
 from services.insights.__main__ import bootstrap
 from services.insights.web import (
     DASHBOARD_DIR,
@@ -48,7 +49,6 @@ from services.projector.testing import (
     scripted_quarter,
     wait_for_log,
 )
-from closedloop.testing.streams import eventually
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator

@@ -25,9 +25,9 @@ from closedloop.deal.v1 import deal_service_pb2_grpc, types_pb2
 from closedloop.lead.v1 import lead_service_pb2 as lead_pb
 from closedloop.lead.v1 import lead_service_pb2_grpc
 from closedloop.lead.v1 import types_pb2 as lead_types
+from closedloop.testing.refusals import assert_refused
 from services.deal.__main__ import bootstrap as deal_bootstrap
 from services.lead.__main__ import bootstrap as lead_bootstrap
-from closedloop.testing.refusals import assert_refused
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable

@@ -20,11 +20,11 @@ from closedloop.config import ServiceConfig
 from closedloop.deal.v1 import deal_service_pb2 as pb
 from closedloop.deal.v1 import deal_service_pb2_grpc, events_pb2, types_pb2
 from closedloop.eventstore.personal import TOKEN_PREFIX
+from closedloop.testing.streams import eventually, read_stream
 from services.deal.__main__ import bootstrap
 from services.deal.application import Deals, DealStore
 from services.deal.domain import LeadStanding, lead_deals_id
 from services.deal.lead_directory import LeadDirectory
-from closedloop.testing.streams import eventually, read_stream
 
 if TYPE_CHECKING:
     from pathlib import Path

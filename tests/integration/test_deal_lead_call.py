@@ -25,10 +25,10 @@ from closedloop.lead.v1 import lead_service_pb2 as lead_pb
 from closedloop.lead.v1 import lead_service_pb2_grpc
 from closedloop.lead.v1 import types_pb2 as lead_types
 from closedloop.natsserver import free_port
+from closedloop.testing.streams import eventually
 from services.deal.__main__ import bootstrap as deal_bootstrap
 from services.deal.lead_directory import LEAD_DEADLINE_SECONDS
 from services.lead.__main__ import bootstrap as lead_bootstrap
-from closedloop.testing.streams import eventually
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator

@@ -48,6 +48,7 @@ from closedloop.insights.v1 import insights_service_pb2 as pb
 from closedloop.insights.v1 import insights_service_pb2_grpc
 from closedloop.natsserver import NatsServer
 from closedloop.projections import discover
+from closedloop.testing.streams import eventually
 from services.insights.__main__ import Insights, bootstrap
 from services.projector.app import start_projector, stop_projector
 from services.projector.config import ProjectorConfig
@@ -58,7 +59,6 @@ from services.projector.testing import (
     scripted_quarter,
     wait_for_log,
 )
-from closedloop.testing.streams import eventually
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator

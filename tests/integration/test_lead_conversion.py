@@ -18,9 +18,9 @@ from closedloop.lead.v1 import events_pb2 as lead_events
 from closedloop.lead.v1 import lead_service_pb2 as lead_pb
 from closedloop.lead.v1 import lead_service_pb2_grpc
 from closedloop.lead.v1 import types_pb2 as lead_types
+from closedloop.testing.streams import eventually, read_stream
 from services.deal.__main__ import bootstrap as deal_bootstrap
 from services.lead.__main__ import bootstrap as lead_bootstrap
-from closedloop.testing.streams import eventually, read_stream
 
 if TYPE_CHECKING:
     from pathlib import Path

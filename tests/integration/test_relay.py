@@ -28,10 +28,10 @@ from closedloop.eventstore.store import StoreLocation
 from closedloop.relay import Relay, RelaySettings, event_id
 from closedloop.relay.outbox import OutboxRecipe, ThreadOutbox, WorkerOutbox
 from closedloop.relay.positions import RelayPositions, RelayState
+from closedloop.testing.streams import eventually, read_stream
 from services.lead.application import LeadStore
 from services.lead.domain import TouchpointRequest, Visitor
 from services.lead.wire import SOURCE, to_message
-from closedloop.testing.streams import eventually, read_stream
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator

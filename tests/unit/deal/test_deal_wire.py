@@ -14,10 +14,10 @@ from closedloop.bus.cloudevents import Envelope
 from closedloop.deal.v1 import events_pb2, types_pb2
 from closedloop.eventstore.metadata import META_ATTRIBUTE, EventMeta
 from closedloop.money import Money
-from services.deal import wire
-from services.deal.domain import Deal, LeadDeals
 from closedloop.testing.wire import envelope_for as shared_envelope_for
 from closedloop.testing.wire import round_trip as shared_round_trip
+from services.deal import wire
+from services.deal.domain import Deal, LeadDeals
 
 T0 = datetime(2024, 3, 1, 9, 30, 15, 123456, tzinfo=UTC)
 LEAD = uuid.UUID("7a1c3e55-2f4b-4c6d-8e9f-0a1b2c3d4e5f")

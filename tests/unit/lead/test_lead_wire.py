@@ -13,6 +13,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from closedloop.bus.cloudevents import Envelope
 from closedloop.eventstore.metadata import META_ATTRIBUTE, EventMeta
 from closedloop.lead.v1 import events_pb2
+from closedloop.testing.wire import envelope_for as shared_envelope_for
+from closedloop.testing.wire import round_trip as shared_round_trip
 from services.lead import wire
 from services.lead.domain import (
     EmailClaim,
@@ -21,8 +23,6 @@ from services.lead.domain import (
     TouchpointRequest,
     Visitor,
 )
-from closedloop.testing.wire import envelope_for as shared_envelope_for
-from closedloop.testing.wire import round_trip as shared_round_trip
 
 T0 = datetime(2024, 3, 1, 9, 30, 15, 123456, tzinfo=UTC)
 
