@@ -1,4 +1,4 @@
-# closedloop: one Python project in .venv, pinned by requirements.lock.
+# closedloop: one Python project in .venv, pinned with hashes by requirements/*.txt.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -8,13 +8,25 @@ PROTO_FILES := $(shell find protos -name '*.proto' | sort)
 PROTO_STAMP := libs/closedloop/.protos-generated
 PYTEST_ARGS ?=
 
-.PHONY: install protos lint fmt typecheck test test-unit test-integration test-e2e run demo stop bench clean
+# Re-pins the three sets from their sources (keeping today's versions where they still
+# fit): runtime (what an image installs), dev (tests, lint, docs, code generation) and
+# codegen (the image's build stage). `make lock UPGRADE=--upgrade` takes newest releases.
+PIP_COMPILE := CUSTOM_COMPILE_COMMAND="make lock" $(BIN)/pip-compile --quiet \
+	--generate-hashes --strip-extras --allow-unsafe --no-emit-index-url \
+	--no-emit-find-links $(UPGRADE)
+lock: $(STAMP)
+	$(PIP_COMPILE) -o requirements/runtime.txt pyproject.toml
+	$(PIP_COMPILE) --extra dev -c requirements/runtime.txt -o requirements/dev.txt pyproject.toml
+	$(PIP_COMPILE) -c requirements/dev.txt -o requirements/codegen.txt requirements/codegen.in
+
+.PHONY: install lock protos lint fmt typecheck test test-unit test-integration test-e2e run demo stop bench clean
 
 install: $(STAMP)
 
-$(STAMP): requirements.lock pyproject.toml
+$(STAMP): requirements/runtime.txt requirements/dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes \
+		--no-deps -r requirements/dev.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
