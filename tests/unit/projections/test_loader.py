@@ -52,7 +52,9 @@ def test_the_built_in_read_models_are_registered_by_entry_point() -> None:
     registry = discover({})
     assert set(registry.names()) >= BUILT_IN
     for name in BUILT_IN:
-        assert registry.sources[name].startswith(f"entry point {name} = services.projector.")
+        assert registry.sources[name].startswith(
+            f"entry point {name} = services.projector."
+        )
     assert registry.errors == {}
 
 
