@@ -92,7 +92,16 @@ chromium:
 bench: protos
 	$(BIN)/python tests/bench/run_all.py
 
+# The documentation site (mkdocs.yml): the API and event reference is generated from the
+# protos' comments into docs/reference/ (never committed), then the site is built into
+# build/site, strictly: a link to a missing page or anchor fails the build.
+.PHONY: docs
+docs: $(STAMP)
+	$(BIN)/python -m apps.protodocs --protos protos --out docs/reference
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 clean:
 	rm -rf $(VENV) var build .pytest_cache .mypy_cache .ruff_cache $(PROTO_STAMP)
+	rm -rf docs/reference
 	find libs/closedloop -path '*/v1/*_pb2*' -delete
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
