@@ -16,13 +16,8 @@ from closedloop.eventstore.metadata import META_ATTRIBUTE, EventMeta
 from closedloop.testing.wire import envelope_for as shared_envelope_for
 from closedloop.testing.wire import round_trip as shared_round_trip
 from services.consent import wire
-from services.consent.domain import (
-    EVERY_CHANNEL,
-    ChangeRequest,
-    ChannelPreferences,
-    Consent,
-    Evidence,
-)
+from services.consent.domain import ChangeRequest, ChannelPreferences, Consent, Evidence
+from services.consent.vocabulary import EVERY_CHANNEL
 
 T0 = datetime(2024, 3, 1, 9, 30, 15, 123456, tzinfo=UTC)
 DIGEST = "c0ffee" * 10 + "beef"
