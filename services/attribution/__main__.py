@@ -9,16 +9,14 @@ from closedloop.config import ServiceConfig
 from closedloop.grpckit.server import Registration
 from closedloop.service import Service, run_forever, start_service
 from services.attribution.api import SERVICE_NAME, AttributionServicer
-from services.attribution.application import (
-    Attributions,
-    AttributionStore,
-    TrainingSchedule,
-)
+from services.attribution.application import Attributions
 from services.attribution.lead_journeys import (
     GrpcLeadJourneys,
     LeadJourneys,
 )
+from services.attribution.schedule import TrainingSchedule
 from services.attribution.settings import AttributionSettings
+from services.attribution.store import AttributionStore
 from services.attribution.subscriptions import attribution_subscriptions
 from services.attribution.wire import SOURCE, to_message
 

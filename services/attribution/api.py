@@ -13,19 +13,16 @@ from closedloop.errors import InvalidArgument
 from closedloop.grpckit import request_meta
 from closedloop.grpckit import validation as check
 from closedloop.money import Money
-from services.attribution.application import (
-    Attributions,
-    RecordSpend,
-    SpendFilter,
-    spend_totals,
-)
-from services.attribution.domain import (
+from services.attribution.application import Attributions
+from services.attribution.facts import RecordSpend, SpendFilter
+from services.attribution.rules import (
     DATA_DRIVEN_MODELS,
     check_channel,
     check_model,
     check_period,
     check_spend_amount,
 )
+from services.attribution.views import spend_totals
 from services.attribution.wire import (
     channel_model_message,
     deal_attribution_message,

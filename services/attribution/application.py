@@ -9,30 +9,21 @@ command only checks what is recorded already and records the rest.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
 import threading
-import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from eventsourcing.application import AggregateNotFoundError
-from eventsourcing.persistence import JSONTranscoder, Transcoding
 
 from closedloop.errors import FailedPrecondition, NotFound, Unavailable
 from closedloop.eventstore.metadata import EventMeta
-from closedloop.eventstore.unit_of_work import ServiceStore
 from closedloop.money import Money
+from services.attribution.crediting import counted_touches, credit
 from services.attribution.datadriven import credit_with_weights
 from services.attribution.domain import (
-    CHANNELS,
-    DATA_DRIVEN_MODELS,
-    MODELS,
     WON,
     ChannelModel,
-    ChannelWeight,
     ConversionCredits,
     ConversionKind,
     DealOutcome,
@@ -43,6 +34,8 @@ from services.attribution.domain import (
     SpendLedger,
     TrainedModel,
     WinSnapshot,
+)
+from services.attribution.ids import (
     channel_model_id,
     conversion_id,
     deal_record_id,
@@ -51,253 +44,35 @@ from services.attribution.domain import (
     visitor_journey_id,
     visitor_key,
 )
-from services.attribution.models import (
-    Conversion,
-    Credit,
-    Touch,
-    counted_touches,
-    credit,
-)
+from services.attribution.models import Conversion
+from services.attribution.rules import CHANNELS, DATA_DRIVEN_MODELS, MODELS
 from services.attribution.settings import AttributionSettings
 from services.attribution.training import EventFold, train_model
+from services.attribution.views import (
+    DealAttributionView,
+    conversion_view,
+    summed_credits,
+)
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    import uuid
+    from collections.abc import Sequence
 
     from eventsourcing.domain import Aggregate
 
     from closedloop.eventstore.unit_of_work import CommandExecutor, UnitOfWork
+    from services.attribution.facts import (
+        DealWonFact,
+        RecordSpend,
+        RevenueFact,
+        SpendFilter,
+        TouchFact,
+    )
     from services.attribution.lead_journeys import LeadJourney, LeadJourneys
     from services.attribution.models import ModelSpec
-
-log = logging.getLogger(__name__)
+    from services.attribution.store import AttributionStore
 
 A = TypeVar("A", bound="Aggregate")
-
-
-# -- how values are stored inside events ----------------------------------------------
-
-
-class MoneyAsDict(Transcoding):
-    type = Money
-    name = "money"
-
-    def encode(self, obj: Money) -> dict[str, Any]:
-        return {"minor_units": obj.minor_units, "currency": obj.currency}
-
-    def decode(self, data: dict[str, Any]) -> Money:
-        return Money(int(data["minor_units"]), str(data["currency"]))
-
-
-class TouchAsDict(Transcoding):
-    type = Touch
-    name = "touch"
-
-    def encode(self, obj: Touch) -> dict[str, Any]:
-        return {
-            "touchpoint_id": obj.touchpoint_id,
-            "channel": obj.channel,
-            "campaign": obj.campaign,
-            "occurred_at": obj.occurred_at,
-            "recorded_order": obj.recorded_order,
-        }
-
-    def decode(self, data: dict[str, Any]) -> Touch:
-        return Touch(
-            touchpoint_id=str(data["touchpoint_id"]),
-            channel=str(data["channel"]),
-            campaign=data["campaign"],
-            occurred_at=data["occurred_at"],
-            recorded_order=int(data["recorded_order"]),
-        )
-
-
-class CreditAsDict(Transcoding):
-    type = Credit
-    name = "credit"
-
-    def encode(self, obj: Credit) -> dict[str, Any]:
-        return {
-            "touchpoint_id": obj.touchpoint_id,
-            "channel": obj.channel,
-            "campaign": obj.campaign,
-            "occurred_at": obj.occurred_at,
-            "amount_minor": obj.amount_minor,
-        }
-
-    def decode(self, data: dict[str, Any]) -> Credit:
-        return Credit(
-            touchpoint_id=data["touchpoint_id"],
-            channel=str(data["channel"]),
-            campaign=data["campaign"],
-            occurred_at=data["occurred_at"],
-            amount_minor=int(data["amount_minor"]),
-        )
-
-
-class ChannelWeightAsDict(Transcoding):
-    type = ChannelWeight
-    name = "channel_weight"
-
-    def encode(self, obj: ChannelWeight) -> dict[str, Any]:
-        return {
-            "channel": obj.channel,
-            "weight": obj.weight,
-            "share": obj.share,
-            "conversions": obj.conversions,
-            "value": obj.value,
-            "standard_error": obj.standard_error,
-        }
-
-    def decode(self, data: dict[str, Any]) -> ChannelWeight:
-        return ChannelWeight(
-            channel=str(data["channel"]),
-            weight=float(data["weight"]),
-            share=float(data["share"]),
-            conversions=float(data["conversions"]),
-            value=float(data["value"]),
-            standard_error=float(data["standard_error"]),
-        )
-
-
-class AttributionStore(ServiceStore):
-    """The attribution context's event store and repository (eventsourcing).
-
-    It holds no personal data: ids, channels, campaign names, times and money.
-    Anonymous ids are kept only as one-way `visitor_key` hashes.
-    """
-
-    name = "Attributions"
-
-    def register_transcodings(self, transcoder: JSONTranscoder) -> None:
-        super().register_transcodings(transcoder)
-        for transcoding in (
-            MoneyAsDict(),
-            TouchAsDict(),
-            CreditAsDict(),
-            ChannelWeightAsDict(),
-        ):
-            transcoder.register(transcoding)
-
-
-# -- what the consumers pass in, and what queries give back ---------------------------
-
-
-@dataclass(frozen=True)
-class DealWonFact:
-    deal_id: uuid.UUID
-    lead_id: uuid.UUID
-    amount: Money
-    closed_at: datetime
-
-
-@dataclass(frozen=True)
-class RevenueFact:
-    deal_id: uuid.UUID
-    lead_id: uuid.UUID
-    revenue_id: uuid.UUID
-    kind: str
-    amount: Money
-    recognized_at: datetime
-
-
-@dataclass(frozen=True)
-class TouchFact:
-    touchpoint_id: str
-    anonymous_id: str
-    lead_id: uuid.UUID | None
-    channel: str
-    occurred_at: datetime
-
-
-@dataclass(frozen=True)
-class RecordSpend:
-    channel: str
-    campaign: str
-    amount: Money
-    period_start: datetime
-    period_end: datetime
-    occurred_at: datetime
-    idempotency_key: str = ""
-
-
-@dataclass(frozen=True)
-class SpendFilter:
-    channel: str = ""
-    campaign: str = ""
-    start: datetime | None = None
-    end: datetime | None = None
-
-
-@dataclass(frozen=True)
-class ConversionView:
-    """One conversion of a deal credited under one model: one RevenueAttributed."""
-
-    deal_id: uuid.UUID
-    lead_id: uuid.UUID
-    kind: ConversionKind
-    revenue_id: str
-    revenue_kind: str
-    amount: Money
-    occurred_at: datetime
-    credited: ModelCredits
-
-
-@dataclass(frozen=True)
-class DealAttributionView:
-    """A deal's revenue under one model: credits per touch, summed over conversions."""
-
-    deal_id: uuid.UUID
-    lead_id: uuid.UUID
-    model: str
-    model_key: str
-    revenue: Money
-    credits: tuple[Credit, ...]
-    fallback: str
-    won_amount: Money
-    won_at: datetime
-    conversions: tuple[ConversionView, ...]
-
-
-def conversion_view(conversion: ConversionCredits, model: str) -> ConversionView:
-    return ConversionView(
-        deal_id=conversion.deal_id,
-        lead_id=conversion.lead_id,
-        kind=conversion.kind,
-        revenue_id=conversion.revenue_id,
-        revenue_kind=conversion.revenue_kind,
-        amount=conversion.amount,
-        occurred_at=conversion.occurred_at,
-        credited=conversion.credited[model],
-    )
-
-
-def summed_credits(conversions: Sequence[ConversionView]) -> tuple[Credit, ...]:
-    """Per touch, the sum of its credits over the conversions, in journey order.
-
-    Every conversion of a deal is credited over the same journey (the one at the
-    win), so each sum of exact credits is exact too.
-    """
-    totals: dict[tuple[str | None, str], Credit] = {}
-    for view in conversions:
-        for c in view.credited.credits:
-            key = (c.touchpoint_id, c.channel)
-            found = totals.get(key)
-            totals[key] = (
-                c
-                if found is None
-                else Credit(
-                    c.touchpoint_id,
-                    c.channel,
-                    c.campaign,
-                    c.occurred_at,
-                    found.amount_minor + c.amount_minor,
-                )
-            )
-    return tuple(totals.values())
-
-
-# -- the application ------------------------------------------------------------------
 
 
 class Attributions:
@@ -802,73 +577,3 @@ class Attributions:
             spends,
             key=lambda s: (s.period_start, s.channel, s.campaign, str(s.id)),
         )
-
-
-def spend_totals(spends: Sequence[Spend]) -> list[Money]:
-    """The sum per currency, by code: amounts in different currencies never mix."""
-    totals: dict[str, Money] = {}
-    for spend in spends:
-        currency = spend.amount.currency
-        totals[currency] = totals.get(currency, Money(0, currency)) + spend.amount
-    return [totals[c] for c in sorted(totals)]
-
-
-# -- the training schedule ------------------------------------------------------------
-
-
-class TrainingSchedule:
-    """Retrains the data-driven models every `interval` seconds until closed."""
-
-    def __init__(
-        self,
-        attributions: Attributions,
-        interval: float,
-        *,
-        on_trained: Callable[[list[TrainedModel]], None] | None = None,
-    ) -> None:
-        self.attributions = attributions
-        self.interval = interval
-        self.on_trained = on_trained
-        self._stopping = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        if self.interval > 0 and self._task is None:
-            self._task = asyncio.create_task(self._run(), name="attribution-training")
-
-    async def _run(self) -> None:
-        while not self._stopping.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self.interval)
-            if self._stopping.is_set():
-                return
-            try:
-                results = await self.attributions.train()
-            except FailedPrecondition as error:
-                log.info("scheduled training skipped: %s", error.message)
-            except Unavailable:
-                return  # the service is stopping
-            except Exception:
-                log.exception("scheduled training failed; trying again next time")
-            else:
-                log.info(
-                    "trained %s on %d journeys",
-                    ", ".join(r.model for r in results),
-                    results[0].journeys if results else 0,
-                )
-                if self.on_trained is not None:
-                    self.on_trained(results)
-
-    async def close(self, grace: float = 30.0) -> None:
-        """Stops the schedule; a training under way may finish within `grace`."""
-        self._stopping.set()
-        self.attributions.close()
-        if self._task is None:
-            return
-        task, self._task = self._task, None
-        try:
-            await asyncio.wait_for(task, grace)
-        except TimeoutError:
-            log.warning("a training did not finish in %ss; abandoned", grace)
-        except asyncio.CancelledError:
-            pass

@@ -22,16 +22,13 @@ import numpy.typing as npt
 from scipy.sparse import csr_matrix, diags, identity
 from scipy.sparse.linalg import spsolve
 
-from services.attribution.models import ModelSpec, credit_by_channel
+from services.attribution.crediting import credit_by_channel
+from services.attribution.models import ModelSpec
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
 
-    from services.attribution.models import (
-        Attribution,
-        Conversion,
-        Touch,
-    )
+    from services.attribution.models import Attribution, Conversion, Touch
 
 __all__ = [
     "MAX_EXACT_SHAPLEY_CHANNELS",

@@ -1,7 +1,8 @@
 """The attribution context's aggregates: journeys, deals, their credits, models, spend.
 
-Each aggregate id is derived from the ids of the facts it follows (uuid5), so an event
-delivered twice finds the aggregate it made the first time and records nothing new.
+Each aggregate id is derived from the ids of the facts it follows (ids.py), so an
+event delivered twice finds the aggregate it made the first time and records nothing
+new.
 """
 
 from __future__ import annotations
@@ -15,48 +16,18 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from eventsourcing.domain import Aggregate, event
 
-from closedloop.errors import InvalidArgument
-from closedloop.money import Money, check_currency
+from closedloop.money import Money
+from services.attribution.ids import (
+    channel_model_id,
+    conversion_id,
+    deal_record_id,
+    lead_journey_id,
+    spend_id_for,
+    spend_ledger_id,
+    visitor_journey_id,
+)
 from services.attribution.models import Conversion, Credit, Touch
-
-NAMESPACE = uuid.UUID("0c6b9a51-5e7f-4d2a-8b3c-71a4e2f9d6b8")
-
-#: Heuristic models, weighing each journey on its own (DOMAIN.md 4.3).
-HEURISTIC_MODELS = (
-    "first_touch",
-    "last_touch",
-    "last_non_direct",
-    "linear",
-    "time_decay",
-    "position_based",
-    "w_shaped",
-    "full_path",
-)
-#: Models trained over all journeys, converting and not (DOMAIN.md 4.5, 4.6).
-DATA_DRIVEN_MODELS = ("markov", "shapley")
-#: Every model a conversion is credited under, in the order they are listed.
-MODELS = HEURISTIC_MODELS + DATA_DRIVEN_MODELS
-
-#: The channel names touchpoints are grouped into (DOMAIN.md 2), as the lead context
-#: records them; spend is recorded against the same names.
-CHANNELS = (
-    "direct",
-    "paid_search",
-    "paid_social",
-    "paid_video",
-    "display",
-    "paid_other",
-    "organic_search",
-    "organic_social",
-    "organic_video",
-    "email",
-    "affiliate",
-    "events",
-    "sms",
-    "referral",
-    "word_of_mouth",
-    "unassigned",
-)
+from services.attribution.rules import check_channel, check_period, check_spend_amount
 
 #: The conversion id of a deal's win; recognised revenue uses the revenue id.
 WON = "won"
@@ -75,82 +46,7 @@ class DealOutcome(StrEnum):
     LOST = "lost"
 
 
-# -- ids ----------------------------------------------------------------------------
-
-
-def visitor_key(anonymous_id: str) -> uuid.UUID:
-    """Stands for an anonymous id, which this context never stores itself."""
-    return uuid.uuid5(NAMESPACE, f"anonymous:{anonymous_id}")
-
-
-def lead_journey_id(lead_id: uuid.UUID) -> uuid.UUID:
-    return uuid.uuid5(NAMESPACE, f"lead:{lead_id}")
-
-
-def visitor_journey_id(key: uuid.UUID) -> uuid.UUID:
-    return uuid.uuid5(NAMESPACE, f"visitor:{key}")
-
-
-def deal_record_id(deal_id: uuid.UUID) -> uuid.UUID:
-    return uuid.uuid5(NAMESPACE, f"deal:{deal_id}")
-
-
-def conversion_id(deal_id: uuid.UUID, conversion: str) -> uuid.UUID:
-    """One aggregate per conversion of a deal: the win, then each recognised revenue."""
-    return uuid.uuid5(NAMESPACE, f"conversion:{deal_id}:{conversion}")
-
-
-def channel_model_id(model: str) -> uuid.UUID:
-    return uuid.uuid5(NAMESPACE, f"channel-model:{model}")
-
-
-def spend_id_for(idempotency_key: str) -> uuid.UUID:
-    return uuid.uuid5(NAMESPACE, f"spend:{idempotency_key}")
-
-
-def spend_ledger_id(channel: str) -> uuid.UUID:
-    return uuid.uuid5(NAMESPACE, f"spend-ledger:{channel}")
-
-
 # -- rules ----------------------------------------------------------------------------
-
-
-def check_model(field_name: str, model: str, allowed: tuple[str, ...] = MODELS) -> str:
-    value = model.strip()
-    if not value:
-        raise InvalidArgument(field_name, "is required")
-    if value not in allowed:
-        raise InvalidArgument(
-            field_name, f"unknown model {model!r}; use one of {', '.join(allowed)}"
-        )
-    return value
-
-
-def check_channel(field_name: str, channel: str) -> str:
-    value = channel.strip().lower()
-    if not value:
-        raise InvalidArgument(field_name, "is required")
-    if value not in CHANNELS:
-        raise InvalidArgument(
-            field_name, f"unknown channel {channel!r}; use one of {', '.join(CHANNELS)}"
-        )
-    return value
-
-
-def check_spend_amount(field_name: str, amount: Money) -> Money:
-    currency = check_currency(f"{field_name}.currency", amount.currency)
-    if amount.minor_units < 0:
-        raise InvalidArgument(f"{field_name}.minor_units", "must not be negative")
-    return Money(amount.minor_units, currency)
-
-
-def check_period(start: datetime, end: datetime) -> None:
-    """A period is [start, end): it must end after it starts."""
-    if end <= start:
-        raise InvalidArgument(
-            "period_end",
-            f"{end.isoformat()} does not lie after period_start {start.isoformat()}",
-        )
 
 
 def check_credits(amount: int, lines: tuple[Credit, ...]) -> None:

@@ -17,12 +17,8 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from closedloop.config import ConfigError
-from services.attribution.domain import MODELS
-from services.attribution.models import (
-    DEFAULT_HALF_LIFE,
-    DEFAULT_LOOKBACK,
-    ModelSpec,
-)
+from services.attribution.models import DEFAULT_HALF_LIFE, DEFAULT_LOOKBACK, ModelSpec
+from services.attribution.rules import MODELS
 
 if TYPE_CHECKING:
     from collections.abc import Mapping

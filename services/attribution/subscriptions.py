@@ -21,11 +21,7 @@ from closedloop.errors import InvalidArgument
 from closedloop.lead.v1 import events_pb2 as lead_events
 from closedloop.lead.v1 import types_pb2 as lead_types
 from closedloop.protobuf import enum_name, to_datetime
-from services.attribution.application import (
-    DealWonFact,
-    RevenueFact,
-    TouchFact,
-)
+from services.attribution.facts import DealWonFact, RevenueFact, TouchFact
 from services.attribution.lead_journeys import UNASSIGNED
 from services.attribution.wire import to_money
 

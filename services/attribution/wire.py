@@ -28,12 +28,9 @@ if TYPE_CHECKING:
 
     from google.protobuf.message import Message
 
-    from services.attribution.application import (
-        ConversionView,
-        DealAttributionView,
-    )
     from services.attribution.domain import ModelCredits
     from services.attribution.models import Credit
+    from services.attribution.views import ConversionView, DealAttributionView
 
 SOURCE = "/closedloop/attribution"
 

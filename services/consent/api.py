@@ -23,12 +23,8 @@ from services.consent.application import (
     Subject,
     WithdrawConsent,
 )
-from services.consent.domain import (
-    SCOPES,
-    ChannelPreferences,
-    Evidence,
-    LegalBasis,
-)
+from services.consent.domain import ChannelPreferences, Evidence
+from services.consent.vocabulary import SCOPES, LegalBasis
 from services.consent.wire import (
     CHANNEL,
     FREQUENCY,

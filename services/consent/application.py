@@ -11,22 +11,19 @@ from eventsourcing.application import AggregateNotFoundError
 
 from closedloop.eventstore.personal import PersonalDataApplication
 from closedloop.identity import email_digest
+from services.consent.decisions import Decision, all_changes, decide, preferences_at
 from services.consent.domain import (
     ChangeRequest,
     ChannelPreferences,
     Consent,
     ConsentChange,
-    Decision,
     Evidence,
-    LegalBasis,
     PreferenceChange,
-    all_changes,
-    decide,
     email_subject_id,
     history_order,
     lead_subject_id,
-    preferences_at,
 )
+from services.consent.vocabulary import LegalBasis
 
 if TYPE_CHECKING:
     from collections.abc import Callable

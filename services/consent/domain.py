@@ -1,142 +1,33 @@
-"""The consent context's aggregate: each subject's changes and point-in-time answers."""
+"""The consent context's aggregate: each subject's changes, as they were recorded."""
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
-from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from eventsourcing.domain import Aggregate, event
 
 from closedloop.errors import FailedPrecondition, InvalidArgument
+from services.consent.vocabulary import (
+    EVERY_CHANNEL,
+    GPC_PURPOSES,
+    GRANT_METHODS,
+    MARKETING_PURPOSES,
+    SCOPES,
+    WITHDRAWAL_METHODS,
+    ChangeKind,
+    LegalBasis,
+    Method,
+    Purpose,
+    SourceSystem,
+)
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Sequence
 
 NAMESPACE = uuid.UUID("28a935b2-cd03-441b-aded-19caa4125ee0")
-
-
-class Purpose(StrEnum):
-    MARKETING_EMAIL = "marketing_email"
-    NEWSLETTER = "newsletter"
-    SALES_CONTACT = "sales_contact"
-    PRODUCT_UPDATES = "product_updates"
-    EVENT_INVITATIONS = "event_invitations"
-    PROFILING = "profiling"
-    THIRD_PARTY_SHARING = "third_party_sharing"
-    RESEARCH = "research"
-    #: Withdrawals only: every purpose on the withdrawal's channel (global opt-out).
-    ALL = "all"
-    #: Withdrawals only: GDPR art. 21, every marketing purpose on every channel.
-    DIRECT_MARKETING_OBJECTION = "direct_marketing_objection"
-
-
-#: The purposes an objection to direct marketing covers: all but research.
-MARKETING_PURPOSES = frozenset(
-    {
-        Purpose.MARKETING_EMAIL,
-        Purpose.NEWSLETTER,
-        Purpose.SALES_CONTACT,
-        Purpose.PRODUCT_UPDATES,
-        Purpose.EVENT_INVITATIONS,
-        Purpose.PROFILING,
-        Purpose.THIRD_PARTY_SHARING,
-    }
-)
-#: What a withdrawal may name instead of one purpose.
-SCOPES = frozenset({Purpose.ALL, Purpose.DIRECT_MARKETING_OBJECTION})
-#: A Global Privacy Control signal opts out of sale and sharing, nothing else.
-GPC_PURPOSES = (Purpose.THIRD_PARTY_SHARING, Purpose.PROFILING)
-
-
-class Channel(StrEnum):
-    EMAIL = "email"
-    SMS = "sms"
-    PHONE = "phone"
-    POST = "post"
-    WEB = "web"
-    IN_APP = "in_app"
-
-
-#: The channel of a change that covers every channel.
-EVERY_CHANNEL = ""
-
-
-class SourceSystem(StrEnum):
-    WEB_FORM = "web_form"
-    CRM = "crm"
-    EMAIL_TOOL = "email_tool"
-    CALL_CENTRE = "call_centre"
-    PREFERENCE_CENTRE = "preference_centre"
-    GPC = "gpc"
-    IMPORT = "import"
-    API = "api"
-    SALES_REP = "sales_rep"
-
-
-class LegalBasis(StrEnum):
-    CONSENT = "consent"
-    LEGITIMATE_INTEREST = "legitimate_interest"
-    CONTRACT = "contract"
-
-
-class Method(StrEnum):
-    FORM = "form"
-    DOUBLE_OPT_IN_CONFIRMED = "double_opt_in_confirmed"
-    DOUBLE_OPT_IN_REQUESTED = "double_opt_in_requested"
-    UNSUBSCRIBE_LINK = "unsubscribe_link"
-    PREFERENCE_CENTRE = "preference_centre"
-    GPC = "gpc"
-    API = "api"
-    IMPORT = "import"
-    SALES_REP = "sales_rep"
-
-
-GRANT_METHODS = frozenset(
-    {
-        Method.FORM,
-        Method.DOUBLE_OPT_IN_CONFIRMED,
-        Method.DOUBLE_OPT_IN_REQUESTED,
-        Method.PREFERENCE_CENTRE,
-        Method.API,
-        Method.IMPORT,
-        Method.SALES_REP,
-    }
-)
-WITHDRAWAL_METHODS = frozenset(
-    {
-        Method.FORM,
-        Method.UNSUBSCRIBE_LINK,
-        Method.PREFERENCE_CENTRE,
-        Method.GPC,
-        Method.API,
-        Method.IMPORT,
-        Method.SALES_REP,
-    }
-)
-
-
-class State(StrEnum):
-    OPTED_IN = "opted_in"
-    OPTED_OUT = "opted_out"
-    NOT_OPTED = "not_opted"
-    PENDING_CONFIRMATION = "pending_confirmation"
-
-
-class Frequency(StrEnum):
-    IMMEDIATE = "immediate"
-    DAILY = "daily"
-    WEEKLY = "weekly"
-    MONTHLY = "monthly"
-    NEVER = "never"
-
-
-class ChangeKind(StrEnum):
-    GRANTED = "granted"
-    WITHDRAWN = "withdrawn"
-    ERASED = "erased"
 
 
 def lead_subject_id(lead_id: uuid.UUID) -> uuid.UUID:
@@ -258,6 +149,70 @@ def history_order(
     return (change.occurred_at, change.recorded_at, change.sequence)
 
 
+@dataclass(frozen=True)
+class RecordedChange:
+    """A grant or a withdrawal as its event stores it: the request, evidence flattened.
+
+    `Consent.Granted` and `Consent.Withdrawn` are this value plus the event's own
+    attributes (id, version, timestamp). Stored events carry these names in this
+    order, so neither changes.
+    """
+
+    change_id: uuid.UUID
+    purpose: str
+    channel: str
+    legal_basis: str
+    source_system: str
+    method: str
+    notice_version: str
+    notice_hash: str
+    capture_method: str
+    request_origin: str
+    evidence_detail: str
+    lead_id: uuid.UUID | None
+    email: str
+    email_digest: str
+    occurred_at: datetime
+    idempotency_key: str
+
+    @classmethod
+    def of(
+        cls, change_id: uuid.UUID, lead_id: uuid.UUID | None, request: ChangeRequest
+    ) -> RecordedChange:
+        return cls(
+            change_id=change_id,
+            purpose=str(request.purpose),
+            channel=str(request.channel),
+            legal_basis=str(request.legal_basis),
+            source_system=str(request.source_system),
+            method=str(request.method),
+            notice_version=request.evidence.notice_version,
+            notice_hash=request.evidence.notice_hash,
+            capture_method=request.evidence.capture_method,
+            request_origin=request.evidence.request_origin,
+            evidence_detail=request.evidence.detail,
+            lead_id=lead_id,
+            email=request.email,
+            email_digest=request.email_digest,
+            occurred_at=request.occurred_at,
+            idempotency_key=request.idempotency_key,
+        )
+
+    def attributes(self) -> dict[str, Any]:
+        """The change's attributes by name, as an event of it is triggered with."""
+        return {f.name: getattr(self, f.name) for f in fields(RecordedChange)}
+
+    @property
+    def evidence(self) -> Evidence:
+        return Evidence(
+            notice_version=self.notice_version,
+            notice_hash=self.notice_hash,
+            capture_method=self.capture_method,
+            request_origin=self.request_origin,
+            detail=self.evidence_detail,
+        )
+
+
 # -- rules of a request ------------------------------------------------------------
 
 
@@ -305,8 +260,6 @@ class Consent(Aggregate):
 
     if TYPE_CHECKING:  # event classes made by eventsourcing's @event, named for mypy
         Opened: ClassVar[type[Any]]
-        Granted: ClassVar[type[Any]]
-        Withdrawn: ClassVar[type[Any]]
         PreferencesChanged: ClassVar[type[Any]]
         SubjectErased: ClassVar[type[Any]]
 
@@ -387,7 +340,11 @@ class Consent(Aggregate):
         for record in (self, *linked):
             record.check_import_allowed(request)
         change_id = self._new_change_id(request.idempotency_key)
-        self._granted(**self._change_fields(change_id, request), timestamp=recorded_at)
+        self._record(
+            self.Granted,
+            RecordedChange.of(change_id, self.lead_id, request),
+            recorded_at,
+        )
         return change_id, True
 
     def withdraw(
@@ -399,8 +356,10 @@ class Consent(Aggregate):
             return known[0], False
         self.check_takes_changes()
         change_id = self._new_change_id(request.idempotency_key)
-        self._withdrawn(
-            **self._change_fields(change_id, request), timestamp=recorded_at
+        self._record(
+            self.Withdrawn,
+            RecordedChange.of(change_id, self.lead_id, request),
+            recorded_at,
         )
         return change_id, True
 
@@ -433,8 +392,10 @@ class Consent(Aggregate):
                 idempotency_key=idempotency_key,
             )
             change_id = self._new_change_id(idempotency_key, f"#{purpose}")
-            self._withdrawn(
-                **self._change_fields(change_id, request), timestamp=recorded_at
+            self._record(
+                self.Withdrawn,
+                RecordedChange.of(change_id, self.lead_id, request),
+                recorded_at,
             )
             change_ids.append(change_id)
         return tuple(change_ids), True
@@ -501,51 +462,17 @@ class Consent(Aggregate):
 
     # -- events ------------------------------------------------------------------
 
-    @event("Granted")
-    def _granted(
-        self,
-        change_id: uuid.UUID,
-        purpose: str,
-        channel: str,
-        legal_basis: str,
-        source_system: str,
-        method: str,
-        notice_version: str,
-        notice_hash: str,
-        capture_method: str,
-        request_origin: str,
-        evidence_detail: str,
-        lead_id: uuid.UUID | None,
-        email: str,
-        email_digest: str,
-        occurred_at: datetime,
-        idempotency_key: str,
-        timestamp: datetime | None = None,
-    ) -> None:
-        self._append_change(ChangeKind.GRANTED, locals())
+    class Granted(RecordedChange, Aggregate.Event):
+        """An opt-in was recorded, or a double opt-in requested."""
 
-    @event("Withdrawn")
-    def _withdrawn(
-        self,
-        change_id: uuid.UUID,
-        purpose: str,
-        channel: str,
-        legal_basis: str,
-        source_system: str,
-        method: str,
-        notice_version: str,
-        notice_hash: str,
-        capture_method: str,
-        request_origin: str,
-        evidence_detail: str,
-        lead_id: uuid.UUID | None,
-        email: str,
-        email_digest: str,
-        occurred_at: datetime,
-        idempotency_key: str,
-        timestamp: datetime | None = None,
-    ) -> None:
-        self._append_change(ChangeKind.WITHDRAWN, locals())
+        def apply(self, aggregate: Consent) -> None:
+            aggregate._append_change(ChangeKind.GRANTED, self, self.timestamp)
+
+    class Withdrawn(RecordedChange, Aggregate.Event):
+        """An opt-out was recorded: of one purpose, a scope, or by a GPC signal."""
+
+        def apply(self, aggregate: Consent) -> None:
+            aggregate._append_change(ChangeKind.WITHDRAWN, self, self.timestamp)
 
     @event("PreferencesChanged")
     def _preferences_changed(
@@ -614,59 +541,37 @@ class Consent(Aggregate):
             return uuid.uuid4()
         return uuid.uuid5(self.id, f"change:{idempotency_key}{part}")
 
-    def _change_fields(
-        self, change_id: uuid.UUID, request: ChangeRequest
-    ) -> dict[str, Any]:
-        return {
-            "change_id": change_id,
-            "purpose": str(request.purpose),
-            "channel": str(request.channel),
-            "legal_basis": str(request.legal_basis),
-            "source_system": str(request.source_system),
-            "method": str(request.method),
-            "notice_version": request.evidence.notice_version,
-            "notice_hash": request.evidence.notice_hash,
-            "capture_method": request.evidence.capture_method,
-            "request_origin": request.evidence.request_origin,
-            "evidence_detail": request.evidence.detail,
-            "lead_id": self.lead_id,
-            "email": request.email,
-            "email_digest": request.email_digest,
-            "occurred_at": request.occurred_at,
-            "idempotency_key": request.idempotency_key,
-        }
+    def _record(
+        self,
+        event_class: type[Consent.Granted | Consent.Withdrawn],
+        change: RecordedChange,
+        recorded_at: datetime | None,
+    ) -> None:
+        self.trigger_event(event_class, timestamp=recorded_at, **change.attributes())
 
-    def _append_change(self, kind: ChangeKind, fields: dict[str, Any]) -> None:
-        timestamp = fields["timestamp"]
-        assert timestamp is not None  # noqa: S101 - eventsourcing passes the event's
+    def _append_change(
+        self, kind: ChangeKind, change: RecordedChange, recorded_at: datetime
+    ) -> None:
         self.changes.append(
             ConsentChange(
-                change_id=fields["change_id"],
+                change_id=change.change_id,
                 kind=kind,
                 subject_aggregate_id=self.id,
-                lead_id=fields["lead_id"],
-                email=fields["email"],
-                email_digest=fields["email_digest"],
-                purpose=fields["purpose"],
-                channel=fields["channel"],
-                legal_basis=fields["legal_basis"],
-                source_system=fields["source_system"],
-                method=fields["method"],
-                evidence=Evidence(
-                    notice_version=fields["notice_version"],
-                    notice_hash=fields["notice_hash"],
-                    capture_method=fields["capture_method"],
-                    request_origin=fields["request_origin"],
-                    detail=fields["evidence_detail"],
-                ),
-                occurred_at=fields["occurred_at"],
-                recorded_at=timestamp,
-                sequence=self.version + 1,
+                lead_id=change.lead_id,
+                email=change.email,
+                email_digest=change.email_digest,
+                purpose=change.purpose,
+                channel=change.channel,
+                legal_basis=change.legal_basis,
+                source_system=change.source_system,
+                method=change.method,
+                evidence=change.evidence,
+                occurred_at=change.occurred_at,
+                recorded_at=recorded_at,
+                sequence=self.version + 1,  # apply() runs before the version moves
             )
         )
-        self._remember(
-            fields["change_id"], fields["idempotency_key"], fields["email_digest"]
-        )
+        self._remember(change.change_id, change.idempotency_key, change.email_digest)
 
     def _remember(
         self, change_id: uuid.UUID, idempotency_key: str, email_digest: str
@@ -676,135 +581,3 @@ class Consent(Aggregate):
         if email_digest and email_digest not in self.email_digests:
             self.email_digests.append(email_digest)
         self.changed_since_erasure = True
-
-
-# -- point-in-time answers ---------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Decision:
-    """The answer for one (purpose, channel) pair at a time, and what decided it."""
-
-    purpose: str
-    channel: str
-    at: datetime
-    believed_at: datetime | None
-    state: State
-    reason: str
-    decided_by: ConsentChange | None
-
-    @property
-    def allowed(self) -> bool:
-        return self.state is State.OPTED_IN
-
-
-def all_changes(records: Iterable[Consent]) -> list[ConsentChange]:
-    """Grants, withdrawals and erasures of the records, in history order."""
-    changes = [c for r in records for c in (*r.changes, *r.erasures)]
-    return sorted(changes, key=history_order)
-
-
-def decide(
-    changes: Iterable[ConsentChange],
-    purpose: str,
-    channel: str,
-    at: datetime,
-    believed_at: datetime | None = None,
-) -> Decision:
-    """Folds the changes that cover the pair and occurred at or before `at`.
-
-    With `believed_at`, only the changes recorded by then count: the answer closedloop
-    would have given at that time. In business-time order, ties in recording order: a
-    grant opts in, a double opt-in request makes the pair pending unless it is opted
-    in already, a withdrawal or an erasure opts out. Nothing at all is "never asked".
-    """
-    state, deciding = State.NOT_OPTED, None
-    relevant = sorted(
-        (
-            c
-            for c in changes
-            if c.covers(purpose, channel)
-            and c.occurred_at <= at
-            and (believed_at is None or c.recorded_at <= believed_at)
-        ),
-        key=history_order,
-    )
-    for change in relevant:
-        if change.kind is not ChangeKind.GRANTED:
-            state, deciding = State.OPTED_OUT, change
-        elif change.method != Method.DOUBLE_OPT_IN_REQUESTED:
-            state, deciding = State.OPTED_IN, change
-        elif state is not State.OPTED_IN:
-            state, deciding = State.PENDING_CONFIRMATION, change
-    return Decision(
-        purpose=purpose,
-        channel=channel,
-        at=at,
-        believed_at=believed_at,
-        state=state,
-        reason=_reason(state, deciding, purpose, channel, at, believed_at),
-        decided_by=deciding,
-    )
-
-
-def preferences_at(
-    changes: Iterable[PreferenceChange],
-    channel: str,
-    at: datetime,
-    believed_at: datetime | None = None,
-) -> ChannelPreferences | None:
-    """The latest preferences set for the channel at or before `at`."""
-    found = None
-    for change in sorted(changes, key=history_order):
-        if change.occurred_at > at or (
-            believed_at is not None and change.recorded_at > believed_at
-        ):
-            continue
-        for preferences in change.preferences:
-            if preferences.channel == channel:
-                found = preferences
-    return found
-
-
-def _reason(  # noqa: PLR0911 - one sentence per way a pair can be decided
-    state: State,
-    change: ConsentChange | None,
-    purpose: str,
-    channel: str,
-    at: datetime,
-    believed_at: datetime | None,
-) -> str:
-    if change is None:
-        known = f", as recorded by {believed_at.isoformat()}" if believed_at else ""
-        return (
-            f"never asked: no consent to {purpose} by {channel} occurred at or "
-            f"before {at.isoformat()}{known}; contact needs an opt-in"
-        )
-    when = change.occurred_at.isoformat()
-    how = f"{change.method} via {change.source_system}"
-    if change.kind is ChangeKind.ERASED:
-        return f"the subject was erased on {when}; nothing may be sent"
-    if state is State.OPTED_IN:
-        return (
-            f"opted in to {change.purpose} by {change.channel} on {when} ({how}, "
-            f"legal basis {change.legal_basis})"
-        )
-    if state is State.PENDING_CONFIRMATION:
-        return (
-            f"double opt-in to {change.purpose} by {change.channel} requested on "
-            f"{when} and not confirmed"
-        )
-    where = f"by {change.channel}" if change.channel else "on every channel"
-    if change.purpose == Purpose.DIRECT_MARKETING_OBJECTION:
-        return (
-            f"objected to direct marketing (GDPR art. 21) on {when} ({how}): every "
-            "marketing purpose on every channel"
-        )
-    if change.method == Method.GPC:
-        return (
-            f"Global Privacy Control signal on {when}: opted out of {change.purpose} "
-            f"{where}"
-        )
-    if change.purpose == Purpose.ALL:
-        return f"opted out of every purpose {where} on {when} ({how})"
-    return f"withdrew {change.purpose} {where} on {when} ({how})"

@@ -6,8 +6,7 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from closedloop.consent.v1 import events_pb2, types_pb2
-from closedloop.eventstore.metadata import META_ATTRIBUTE, EventMeta
-from closedloop.protobuf import enum_name, enum_number, timestamp, to_datetime
+from closedloop.protobuf import enum_name, enum_number, timestamp
 from services.consent.domain import (
     ChannelPreferences,
     Consent,
@@ -16,12 +15,9 @@ from services.consent.domain import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
     from google.protobuf.message import Message
 
-    from closedloop.bus.cloudevents import Envelope
 
 SOURCE = "/closedloop/consent"
 
@@ -49,10 +45,6 @@ def _id(value: uuid.UUID | None) -> str:
     return str(value) if value is not None else ""
 
 
-def _lead_id(value: str) -> uuid.UUID | None:
-    return uuid.UUID(value) if value else None
-
-
 def preferences_message(
     preferences: ChannelPreferences,
 ) -> types_pb2.ChannelPreferences:
@@ -60,14 +52,6 @@ def preferences_message(
         channel=number(CHANNEL, preferences.channel),
         topics=preferences.topics,
         frequency=number(FREQUENCY, preferences.frequency),
-    )
-
-
-def preferences_value(message: types_pb2.ChannelPreferences) -> ChannelPreferences:
-    return ChannelPreferences(
-        channel=name(CHANNEL, message.channel),
-        topics=tuple(message.topics),
-        frequency=name(FREQUENCY, message.frequency),
     )
 
 
@@ -167,80 +151,3 @@ def to_message(event: Any) -> Message | None:
         return None  # the record exists from its first change on
     msg = f"no wire mapping for {type(event).__qualname__}"
     raise TypeError(msg)
-
-
-# -- message -> domain event -----------------------------------------------------
-
-
-def _change_state(
-    message: events_pb2.ConsentGranted | events_pb2.ConsentWithdrawn,
-) -> dict[str, Any]:
-    return {
-        "change_id": uuid.UUID(message.change_id),
-        "purpose": name(PURPOSE, message.purpose),
-        "channel": name(CHANNEL, message.channel),
-        "legal_basis": name(LEGAL_BASIS, message.legal_basis),
-        "source_system": name(SOURCE_SYSTEM, message.source_system),
-        "method": name(METHOD, message.method),
-        "notice_version": message.evidence.notice_version,
-        "notice_hash": message.evidence.notice_hash,
-        "capture_method": message.evidence.capture_method,
-        "request_origin": message.evidence.request_origin,
-        "evidence_detail": message.evidence.detail,
-        "lead_id": _lead_id(message.lead_id),
-        "email": message.email,
-        "email_digest": message.email_digest,
-        "occurred_at": to_datetime(message.occurred_at),
-        "idempotency_key": "",
-    }
-
-
-_FROM_MESSAGE: dict[
-    type[Message], tuple[type[Any], Callable[[Any], dict[str, Any]]]
-] = {
-    events_pb2.ConsentGranted: (Consent.Granted, _change_state),
-    events_pb2.ConsentWithdrawn: (Consent.Withdrawn, _change_state),
-    events_pb2.PreferencesChanged: (
-        Consent.PreferencesChanged,
-        lambda m: {
-            "change_id": uuid.UUID(m.change_id),
-            "preferences": [preferences_value(p).as_dict() for p in m.preferences],
-            "source_system": name(SOURCE_SYSTEM, m.source_system),
-            "lead_id": _lead_id(m.lead_id),
-            "email": m.email,
-            "email_digest": m.email_digest,
-            "occurred_at": to_datetime(m.occurred_at),
-            "idempotency_key": "",
-        },
-    ),
-    events_pb2.SubjectErased: (
-        Consent.SubjectErased,
-        lambda m: {
-            "lead_id": _lead_id(m.lead_id),
-            "email_digest": m.email_digest,
-            "occurred_at": to_datetime(m.occurred_at),
-        },
-    ),
-}
-
-
-def from_message(message: Message, envelope: Envelope) -> Any:
-    """Rebuilds the domain event a message came from (idempotency keys aside)."""
-    try:
-        event_class, fields = _FROM_MESSAGE[type(message)]
-    except KeyError:
-        msg = f"not a consent event: {type(message).__name__}"
-        raise TypeError(msg) from None
-    state = fields(message)
-    state.update(
-        originator_id=uuid.UUID(envelope.subject),
-        originator_version=envelope.sequence,
-        timestamp=envelope.time,
-    )
-    if envelope.correlation_id or envelope.causation_id or envelope.traceparent:
-        state[META_ATTRIBUTE] = EventMeta(
-            envelope.correlation_id, envelope.causation_id, envelope.traceparent
-        ).as_dict()
-    domain_event = object.__new__(event_class)
-    object.__setattr__(domain_event, "__dict__", state)
-    return domain_event

@@ -2,35 +2,26 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import TYPE_CHECKING, Any
 
 from closedloop.common.v1 import money_pb2
 from closedloop.deal.v1 import deal_service_pb2, events_pb2, types_pb2
-from closedloop.eventstore.metadata import META_ATTRIBUTE, EventMeta
 from closedloop.money import Money
-from closedloop.protobuf import enum_name, enum_number, timestamp, to_datetime
+from closedloop.protobuf import enum_name, enum_number, timestamp
 from services.deal.domain import Deal, LeadDeals, Revenue
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
     from datetime import datetime
 
     from google.protobuf.message import Message
     from google.protobuf.timestamp_pb2 import Timestamp
 
-    from closedloop.bus.cloudevents import Envelope
 
 SOURCE = "/closedloop/deal"
-_DEAL_TOPIC = "services.deal.domain:Deal"
 
 
 def money_message(money: Money) -> money_pb2.Money:
     return money_pb2.Money(minor_units=money.minor_units, currency=money.currency)
-
-
-def to_money(message: money_pb2.Money) -> Money:
-    return Money(message.minor_units, message.currency)
 
 
 def stage_number(stage: str) -> int:
@@ -156,103 +147,3 @@ def to_message(event: Any) -> Message | None:  # noqa: PLR0911 - one branch per 
         return None
     msg = f"no wire mapping for {type(event).__qualname__}"
     raise TypeError(msg)
-
-
-# -- message -> domain event -----------------------------------------------------
-
-
-_FROM_MESSAGE: dict[
-    type[Message], tuple[type[Any], Callable[[Any], dict[str, Any]]]
-] = {
-    events_pb2.DealOpened: (
-        Deal.Opened,
-        lambda m: {
-            "originator_topic": _DEAL_TOPIC,
-            "lead_id": uuid.UUID(m.lead_id),
-            "name": m.name,
-            "amount": to_money(m.amount),
-            "expected_close_at": (
-                to_datetime(m.expected_close_at)
-                if m.HasField("expected_close_at")
-                else None
-            ),
-            "occurred_at": to_datetime(m.occurred_at),
-            "idempotency_key": "",
-        },
-    ),
-    events_pb2.DealStageChanged: (
-        Deal.StageChanged,
-        lambda m: {
-            "lead_id": uuid.UUID(m.lead_id),
-            "previous_stage": stage_name(m.previous_stage),
-            "stage": stage_name(m.stage),
-            "occurred_at": to_datetime(m.occurred_at),
-        },
-    ),
-    events_pb2.DealAmountUpdated: (
-        Deal.AmountUpdated,
-        lambda m: {
-            "lead_id": uuid.UUID(m.lead_id),
-            "amount": to_money(m.amount),
-            "previous_amount": to_money(m.previous_amount),
-            "occurred_at": to_datetime(m.occurred_at),
-        },
-    ),
-    events_pb2.DealWon: (
-        Deal.Won,
-        lambda m: {
-            "lead_id": uuid.UUID(m.lead_id),
-            "amount": to_money(m.amount),
-            "closed_at": to_datetime(m.closed_at),
-        },
-    ),
-    events_pb2.DealLost: (
-        Deal.Lost,
-        lambda m: {
-            "lead_id": uuid.UUID(m.lead_id),
-            "reason": m.reason,
-            "loss_reason": loss_reason_name(m.loss_reason),
-            "occurred_at": to_datetime(m.occurred_at),
-        },
-    ),
-    events_pb2.RevenueRecognized: (
-        Deal.RevenueRecognized,
-        lambda m: {
-            "lead_id": uuid.UUID(m.lead_id),
-            "revenue_id": uuid.UUID(m.revenue_id),
-            "amount": to_money(m.amount),
-            "kind": revenue_kind_name(m.kind),
-            "recognized_at": to_datetime(m.recognized_at),
-            "idempotency_key": "",
-        },
-    ),
-    events_pb2.DealPersonalDataErased: (
-        Deal.PersonalDataErased,
-        lambda m: {
-            "lead_id": uuid.UUID(m.lead_id),
-            "occurred_at": to_datetime(m.occurred_at),
-        },
-    ),
-}
-
-
-def from_message(message: Message, envelope: Envelope) -> Any:
-    """Rebuilds the domain event a message came from (idempotency keys aside)."""
-    try:
-        event_class, fields = _FROM_MESSAGE[type(message)]
-    except KeyError:
-        msg = f"not a deal event: {type(message).__name__}"
-        raise TypeError(msg) from None
-    state = fields(message)
-    state.update(
-        originator_id=uuid.UUID(envelope.subject),
-        originator_version=envelope.sequence,
-        timestamp=envelope.time,
-    )
-    if envelope.correlation_id or envelope.causation_id or envelope.traceparent:
-        state[META_ATTRIBUTE] = EventMeta(
-            envelope.correlation_id, envelope.causation_id, envelope.traceparent
-        ).as_dict()
-    domain_event = object.__new__(event_class)
-    object.__setattr__(domain_event, "__dict__", state)
-    return domain_event

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import TYPE_CHECKING, Any
 
-from closedloop.eventstore.metadata import META_ATTRIBUTE, EventMeta
 from closedloop.lead.v1 import events_pb2, lead_service_pb2, types_pb2
-from closedloop.protobuf import enum_name, enum_number, timestamp, to_datetime
+from closedloop.protobuf import enum_number, timestamp
 from services.lead.domain import (
     EmailClaim,
     Lead,
@@ -17,11 +15,8 @@ from services.lead.domain import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from google.protobuf.message import Message
 
-    from closedloop.bus.cloudevents import Envelope
 
 SOURCE = "/closedloop/lead"
 
@@ -170,148 +165,3 @@ def to_message(event: Any) -> Message | None:  # noqa: C901, PLR0911, PLR0912 - 
         return None
     msg = f"no wire mapping for {type(event).__qualname__}"
     raise TypeError(msg)
-
-
-# -- message -> domain event -----------------------------------------------------
-
-
-def _touchpoint_fields(message: events_pb2.TouchpointRecorded) -> dict[str, Any]:
-    tp = message.touchpoint
-    return {
-        "touchpoint_id": uuid.UUID(tp.touchpoint_id),
-        "channel": enum_name(types_pb2.Channel, "CHANNEL_", tp.channel),
-        "source": tp.source,
-        "medium": tp.medium,
-        "campaign": tp.campaign,
-        "content": tp.content,
-        "interaction": enum_name(types_pb2.Interaction, "INTERACTION_", tp.interaction),
-        "occurred_at": to_datetime(tp.occurred_at),
-        "attributes": dict(tp.attributes),
-        "idempotency_key": "",
-        "anonymous_id": tp.anonymous_id,
-        "lead_id": uuid.UUID(tp.lead_id) if tp.lead_id else None,
-    }
-
-
-_FROM_MESSAGE: dict[
-    type[Message], tuple[type[Any], Callable[[Any], dict[str, Any]]]
-] = {
-    events_pb2.VisitorFirstSeen: (
-        Visitor.FirstSeen,
-        lambda m: {
-            "originator_topic": "services.lead.domain:Visitor",
-            "anonymous_id": m.anonymous_id,
-            "occurred_at": to_datetime(m.occurred_at),
-        },
-    ),
-    events_pb2.TouchpointRecorded: (
-        TouchpointOwner.TouchpointRecorded,
-        _touchpoint_fields,
-    ),
-    events_pb2.LeadCaptured: (
-        Lead.Captured,
-        lambda m: {
-            "originator_topic": "services.lead.domain:Lead",
-            "email": m.email,
-            "name": m.name,
-            "company": m.company,
-            "source_system": m.source_system,
-            "anonymous_id": m.anonymous_id,
-            "occurred_at": to_datetime(m.occurred_at),
-            "idempotency_key": "",
-            "email_digest": m.email_digest,
-        },
-    ),
-    events_pb2.VisitorIdentified: (
-        Lead.VisitorIdentified,
-        lambda m: {
-            "anonymous_id": m.anonymous_id,
-            "occurred_at": to_datetime(m.occurred_at),
-        },
-    ),
-    events_pb2.LeadQualified: (
-        Lead.Qualified,
-        lambda m: {
-            "score": m.score,
-            "reason": m.reason,
-            "actor": m.actor,
-            "occurred_at": to_datetime(m.occurred_at),
-        },
-    ),
-    events_pb2.LeadAccepted: (
-        Lead.Accepted,
-        lambda m: {
-            "owner": m.owner,
-            "skipped_qualification": m.skipped_qualification,
-            "actor": m.actor,
-            "occurred_at": to_datetime(m.occurred_at),
-        },
-    ),
-    events_pb2.LeadDisqualified: (
-        Lead.Disqualified,
-        lambda m: {
-            "reason": enum_name(
-                types_pb2.DisqualificationReason, "DISQUALIFICATION_REASON_", m.reason
-            ),
-            "detail": m.detail,
-            "actor": m.actor,
-            "occurred_at": to_datetime(m.occurred_at),
-        },
-    ),
-    events_pb2.LeadReopened: (
-        Lead.Reopened,
-        lambda m: {
-            "reason": m.reason,
-            "actor": m.actor,
-            "occurred_at": to_datetime(m.occurred_at),
-        },
-    ),
-    events_pb2.LeadsMerged: (
-        Lead.DuplicateMerged,
-        lambda m: {
-            "merged_lead_id": uuid.UUID(m.merged_lead_id),
-            "actor": m.actor,
-            "occurred_at": to_datetime(m.occurred_at),
-        },
-    ),
-    events_pb2.LeadConverted: (
-        Lead.Converted,
-        lambda m: {
-            "deal_id": uuid.UUID(m.deal_id),
-            "occurred_at": to_datetime(m.occurred_at),
-        },
-    ),
-    events_pb2.LeadPersonalDataErased: (
-        Lead.PersonalDataErased,
-        lambda m: {"occurred_at": to_datetime(m.occurred_at)},
-    ),
-    events_pb2.LeadMergedInto: (
-        Lead.MergedInto,
-        lambda m: {
-            "surviving_lead_id": uuid.UUID(m.surviving_lead_id),
-            "occurred_at": to_datetime(m.occurred_at),
-        },
-    ),
-}
-
-
-def from_message(message: Message, envelope: Envelope) -> Any:
-    """Rebuilds the domain event a message came from (idempotency keys aside)."""
-    try:
-        event_class, fields = _FROM_MESSAGE[type(message)]
-    except KeyError:
-        msg = f"not a lead event: {type(message).__name__}"
-        raise TypeError(msg) from None
-    state = fields(message)
-    state.update(
-        originator_id=uuid.UUID(envelope.subject),
-        originator_version=envelope.sequence,
-        timestamp=envelope.time,
-    )
-    if envelope.correlation_id or envelope.causation_id or envelope.traceparent:
-        state[META_ATTRIBUTE] = EventMeta(
-            envelope.correlation_id, envelope.causation_id, envelope.traceparent
-        ).as_dict()
-    domain_event = object.__new__(event_class)
-    object.__setattr__(domain_event, "__dict__", state)
-    return domain_event

@@ -179,14 +179,12 @@ def _prefill(path: Path, rows: list[Row]) -> Any:
 
     from closedloop.eventstore.store import StoreLocation  # noqa: PLC0415
     from closedloop.money import Money  # noqa: PLC0415
-    from services.attribution.application import (  # noqa: PLC0415
-        AttributionStore,
-    )
     from services.attribution.domain import (  # noqa: PLC0415
         DealRecord,
         PersonJourney,
         WinSnapshot,
     )
+    from services.attribution.store import AttributionStore  # noqa: PLC0415
 
     store = AttributionStore(
         env=StoreLocation.parse(f"sqlite:///{path}").eventsourcing_env()
@@ -301,16 +299,13 @@ def _in_subprocess(name: str, journeys: int) -> dict[str, Any]:
 def crediting(seconds: float = CREDIT_SECONDS) -> dict[str, Any]:
     """Deals per second on one 20-touch journey, per model and under all models."""
     from services.attribution import datadriven  # noqa: PLC0415
-    from services.attribution.domain import (  # noqa: PLC0415
-        DATA_DRIVEN_MODELS,
-        MODELS,
-    )
+    from services.attribution.crediting import credit  # noqa: PLC0415
     from services.attribution.models import (  # noqa: PLC0415
         Conversion,
         ModelSpec,
         Touch,
-        credit,
     )
+    from services.attribution.rules import DATA_DRIVEN_MODELS, MODELS  # noqa: PLC0415
 
     won = datetime(2026, 3, 31, 12, tzinfo=UTC)
     names = [f"ch{i:02d}" for i in range(CHANNELS)]

@@ -31,9 +31,9 @@ from closedloop.lead.v1 import types_pb2 as lead_types
 from closedloop.protobuf import timestamp
 from closedloop.testing.streams import eventually, read_stream
 from services.attribution.__main__ import bootstrap
-from services.attribution.domain import MODELS
 from services.attribution.lead_journeys import LeadJourney, LeadJourneys
 from services.attribution.models import Touch
+from services.attribution.rules import MODELS
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator

@@ -1,4 +1,4 @@
-"""A domain event through its wire form and back, as a subscriber receives it."""
+"""A domain event's wire form as a subscriber receives it: decoded, ready to compare."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from closedloop.bus.cloudevents import Envelope, decode_payload
+from closedloop.eventstore.metadata import META_ATTRIBUTE, EventMeta
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
 
     from google.protobuf.message import Message
 
@@ -28,20 +29,40 @@ def envelope_for(event: Any, message: Message, source: str, **meta: str) -> Enve
     )
 
 
-def round_trip(
+def received(
     event: Any,
     *,
     to_message: Callable[[Any], Message | None],
-    from_message: Callable[[Message, Envelope], Any],
     source: str,
+    read: Mapping[type[Message], Callable[[Any], dict[str, Any]]],
     **meta: str,
-) -> Any:
-    """Payload bytes and headers, decoded by ce-type, mapped back to a domain event."""
+) -> tuple[Message, dict[str, Any]]:
+    """The event's message as a subscriber decodes it, and the attributes it carries.
+
+    Payload bytes and headers are decoded by ce-type; `read` gives each message
+    type's fields in the domain's terms, by attribute name, and the headers add the
+    event's id, version, timestamp and metadata.
+    """
     message = to_message(event)
     assert message is not None
     envelope = envelope_for(event, message, source, **meta)
     received_envelope = Envelope.from_headers(envelope.headers())
     assert received_envelope == envelope
-    received = decode_payload(received_envelope.event_type, message.SerializeToString())
-    assert received == message
-    return from_message(received, received_envelope)
+    decoded = decode_payload(received_envelope.event_type, message.SerializeToString())
+    assert decoded == message
+    attributes = read[type(decoded)](decoded)
+    return decoded, {**attributes, **_envelope_attributes(received_envelope)}
+
+
+def _envelope_attributes(envelope: Envelope) -> dict[str, Any]:
+    """The stored event's attributes that travel in the headers, by their names."""
+    attributes: dict[str, Any] = {
+        "originator_id": uuid.UUID(envelope.subject),
+        "originator_version": envelope.sequence,
+        "timestamp": envelope.time,
+    }
+    if envelope.correlation_id or envelope.causation_id or envelope.traceparent:
+        attributes[META_ATTRIBUTE] = EventMeta(
+            envelope.correlation_id, envelope.causation_id, envelope.traceparent
+        ).as_dict()
+    return attributes

@@ -17,8 +17,9 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
+from services.attribution.crediting import credit
 from services.attribution.datadriven import Journey, markov
-from services.attribution.models import Conversion, ModelSpec, Touch, credit
+from services.attribution.models import Conversion, ModelSpec, Touch
 
 ca = pytest.importorskip(
     "ChannelAttribution",

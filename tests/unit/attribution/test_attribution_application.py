@@ -19,28 +19,24 @@ from closedloop.errors import FailedPrecondition, InvalidArgument, NotFound, Una
 from closedloop.eventstore.metadata import EventMeta
 from closedloop.eventstore.unit_of_work import CommandExecutor
 from closedloop.money import Money
-from services.attribution.application import (
-    Attributions,
-    AttributionStore,
+from services.attribution.application import Attributions
+from services.attribution.datadriven import Journey, markov, shapley
+from services.attribution.domain import ConversionCredits
+from services.attribution.facts import (
     DealWonFact,
     RecordSpend,
     RevenueFact,
     SpendFilter,
     TouchFact,
-    TrainingSchedule,
-    spend_totals,
 )
-from services.attribution.datadriven import Journey, markov, shapley
-from services.attribution.domain import (
-    DATA_DRIVEN_MODELS,
-    HEURISTIC_MODELS,
-    MODELS,
-    ConversionCredits,
-    conversion_id,
-)
+from services.attribution.ids import conversion_id
 from services.attribution.lead_journeys import LeadJourney, LeadJourneys
 from services.attribution.models import UNATTRIBUTED, ModelSpec, Touch
+from services.attribution.rules import DATA_DRIVEN_MODELS, HEURISTIC_MODELS, MODELS
+from services.attribution.schedule import TrainingSchedule
 from services.attribution.settings import AttributionSettings
+from services.attribution.store import AttributionStore
+from services.attribution.views import spend_totals
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator

@@ -10,7 +10,6 @@ import pytest
 from closedloop.errors import InvalidArgument
 from closedloop.money import Money
 from services.attribution.domain import (
-    CHANNELS,
     ChannelModel,
     ChannelWeight,
     ConversionCredits,
@@ -21,11 +20,9 @@ from services.attribution.domain import (
     SpendLedger,
     TrainedModel,
     WinSnapshot,
-    check_channel,
     check_credits,
-    check_model,
-    check_period,
-    check_spend_amount,
+)
+from services.attribution.ids import (
     conversion_id,
     deal_record_id,
     lead_journey_id,
@@ -34,6 +31,13 @@ from services.attribution.domain import (
     visitor_key,
 )
 from services.attribution.models import Credit, Touch
+from services.attribution.rules import (
+    CHANNELS,
+    check_channel,
+    check_model,
+    check_period,
+    check_spend_amount,
+)
 
 T0 = datetime(2026, 3, 1, 12, tzinfo=UTC)
 

@@ -7,8 +7,8 @@ from datetime import timedelta
 import pytest
 
 from closedloop.config import ConfigError
-from services.attribution.domain import MODELS
 from services.attribution.models import ModelSpec
+from services.attribution.rules import MODELS
 from services.attribution.settings import AttributionSettings
 
 

@@ -13,8 +13,9 @@ from closedloop.deal.v1 import events_pb2 as deal_events
 from closedloop.errors import InvalidArgument
 from closedloop.eventstore.unit_of_work import CommandExecutor
 from closedloop.lead.v1 import events_pb2 as lead_events
-from services.attribution.application import Attributions, AttributionStore
+from services.attribution.application import Attributions
 from services.attribution.lead_journeys import LeadJourneys
+from services.attribution.store import AttributionStore
 from services.attribution.subscriptions import (
     DEAL_DURABLE,
     DEAL_SUBJECTS,

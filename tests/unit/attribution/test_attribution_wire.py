@@ -13,12 +13,7 @@ from closedloop.bus.cloudevents import decode_payload
 from closedloop.lead.v1 import types_pb2 as lead_types
 from closedloop.money import Money
 from closedloop.protobuf import to_datetime
-from services.attribution.application import (
-    ConversionView,
-    DealAttributionView,
-)
 from services.attribution.domain import (
-    CHANNELS,
     ChannelModel,
     ChannelWeight,
     ConversionCredits,
@@ -32,6 +27,8 @@ from services.attribution.domain import (
     WinSnapshot,
 )
 from services.attribution.models import UNATTRIBUTED, Credit
+from services.attribution.rules import CHANNELS
+from services.attribution.views import ConversionView, DealAttributionView
 from services.attribution.wire import (
     channel_model_message,
     deal_attribution_message,

@@ -18,12 +18,7 @@ from services.attribution.datadriven import (
     shapley,
     shapley_subset,
 )
-from services.attribution.models import (
-    UNATTRIBUTED,
-    Conversion,
-    ModelSpec,
-    Touch,
-)
+from services.attribution.models import UNATTRIBUTED, Conversion, ModelSpec, Touch
 
 # The fixture of DOMAIN.md 4.5: (path, conversions, value, non-conversions).
 FIXTURE = [

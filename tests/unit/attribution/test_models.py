@@ -11,21 +11,23 @@ from fractions import Fraction
 
 import pytest
 
-from services.attribution.models import (
-    DEFAULT_LOOKBACK,
+from services.attribution.crediting import (
     HEURISTIC_MODELS,
-    UNATTRIBUTED,
-    Conversion,
-    Credit,
-    Milestone,
-    ModelSpec,
-    Touch,
     counted_touches,
     credit,
     credit_by_channel,
     largest_remainder,
     milestones,
     weights,
+)
+from services.attribution.models import (
+    DEFAULT_LOOKBACK,
+    UNATTRIBUTED,
+    Conversion,
+    Credit,
+    Milestone,
+    ModelSpec,
+    Touch,
 )
 
 DAY = timedelta(days=1)

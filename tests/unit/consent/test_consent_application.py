@@ -28,13 +28,12 @@ from services.consent.application import (
 )
 from services.consent.domain import (
     NAMESPACE,
-    ChangeKind,
     ChannelPreferences,
     Evidence,
-    State,
     email_subject_id,
     lead_subject_id,
 )
+from services.consent.vocabulary import ChangeKind, State
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator

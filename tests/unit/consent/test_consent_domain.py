@@ -7,24 +7,24 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import pytest
+from eventsourcing.utils import get_topic
 
 from closedloop.errors import FailedPrecondition, InvalidArgument
+from services.consent.decisions import Decision, all_changes, decide, preferences_at
 from services.consent.domain import (
-    EVERY_CHANNEL,
-    MARKETING_PURPOSES,
-    ChangeKind,
     ChangeRequest,
     ChannelPreferences,
     Consent,
-    Decision,
     Evidence,
-    Purpose,
-    State,
-    all_changes,
-    decide,
     email_subject_id,
     lead_subject_id,
-    preferences_at,
+)
+from services.consent.vocabulary import (
+    EVERY_CHANNEL,
+    MARKETING_PURPOSES,
+    ChangeKind,
+    Purpose,
+    State,
 )
 
 if TYPE_CHECKING:
@@ -90,6 +90,49 @@ def test_records_are_keyed_by_lead_id_or_email_digest() -> None:
 
 
 # -- point in time ---------------------------------------------------------------------
+
+
+#: What a stored grant or withdrawal holds, in the order it is stored.
+STORED_CHANGE_ATTRIBUTES = [
+    "originator_id",
+    "originator_version",
+    "timestamp",
+    "change_id",
+    "purpose",
+    "channel",
+    "legal_basis",
+    "source_system",
+    "method",
+    "notice_version",
+    "notice_hash",
+    "capture_method",
+    "request_origin",
+    "evidence_detail",
+    "lead_id",
+    "email",
+    "email_digest",
+    "occurred_at",
+    "idempotency_key",
+]
+
+
+def test_grants_and_withdrawals_keep_their_stored_topics_and_attributes() -> None:
+    record = Consent.for_lead(LEAD_ID)
+    record.grant(req(key="grant-1"), recorded_at=day(1))
+    record.withdraw(req(occurred_at=day(2)))
+    _opened, granted, withdrawn = record.collect_events()
+
+    assert get_topic(type(granted)) == "services.consent.domain:Consent.Granted"
+    assert get_topic(type(withdrawn)) == "services.consent.domain:Consent.Withdrawn"
+    assert list(vars(granted)) == STORED_CHANGE_ATTRIBUTES
+    assert list(vars(withdrawn)) == STORED_CHANGE_ATTRIBUTES
+    assert granted.timestamp == day(1)
+    assert (granted.lead_id, granted.idempotency_key) == (LEAD_ID, "grant-1")
+    assert (granted.notice_version, granted.capture_method) == (
+        "privacy-2024-02",
+        "checkbox",
+    )
+    assert withdrawn.occurred_at == day(2)
 
 
 def test_never_asked_is_not_allowed() -> None:

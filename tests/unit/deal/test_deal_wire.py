@@ -1,23 +1,31 @@
-"""Every stored deal event to its closedloop.deal.v1 message and back."""
+"""Every stored deal event to its closedloop.deal.v1 message, as decoded."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 import pytest
+from eventsourcing.utils import get_topic
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from closedloop.bus.cloudevents import Envelope
+from closedloop.bus.cloudevents import Envelope, EnvelopeError, decode_payload
 from closedloop.deal.v1 import events_pb2, types_pb2
 from closedloop.eventstore.metadata import META_ATTRIBUTE, EventMeta
 from closedloop.money import Money
+from closedloop.protobuf import to_datetime
 from closedloop.testing.wire import envelope_for as shared_envelope_for
-from closedloop.testing.wire import round_trip as shared_round_trip
+from closedloop.testing.wire import received as shared_received
 from services.deal import wire
 from services.deal.domain import Deal, LeadDeals
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+    from closedloop.common.v1 import money_pb2
 
 T0 = datetime(2024, 3, 1, 9, 30, 15, 123456, tzinfo=UTC)
 LEAD = uuid.UUID("7a1c3e55-2f4b-4c6d-8e9f-0a1b2c3d4e5f")
@@ -97,19 +105,73 @@ def envelope_for(event: Any, message: Message, **meta: str) -> Envelope:
     return shared_envelope_for(event, message, wire.SOURCE, **meta)
 
 
-def published_state(event: Any) -> dict[str, Any]:
-    return {k: v for k, v in vars(event).items() if k not in NOT_PUBLISHED}
+def published(attributes: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in attributes.items() if k not in NOT_PUBLISHED}
 
 
-def round_trip(event: Any, **meta: str) -> Any:
-    """As a consumer sees it: payload bytes and headers, decoded by ce-type."""
-    return shared_round_trip(
-        event,
-        to_message=wire.to_message,
-        from_message=wire.from_message,
-        source=wire.SOURCE,
-        **meta,
-    )
+def _money(message: money_pb2.Money) -> Money:
+    return Money(message.minor_units, message.currency)
+
+
+#: What each message's fields are, read back in the domain's terms; the message type
+#: names the aggregate a creation event starts.
+MESSAGE_ATTRIBUTES: dict[type[Message], Callable[[Any], dict[str, Any]]] = {
+    events_pb2.DealOpened: lambda m: {
+        "originator_topic": get_topic(Deal),
+        "lead_id": uuid.UUID(m.lead_id),
+        "name": m.name,
+        "amount": _money(m.amount),
+        "expected_close_at": (
+            to_datetime(m.expected_close_at)
+            if m.HasField("expected_close_at")
+            else None
+        ),
+        "occurred_at": to_datetime(m.occurred_at),
+    },
+    events_pb2.DealStageChanged: lambda m: {
+        "lead_id": uuid.UUID(m.lead_id),
+        "previous_stage": wire.stage_name(m.previous_stage),
+        "stage": wire.stage_name(m.stage),
+        "occurred_at": to_datetime(m.occurred_at),
+    },
+    events_pb2.DealAmountUpdated: lambda m: {
+        "lead_id": uuid.UUID(m.lead_id),
+        "amount": _money(m.amount),
+        "previous_amount": _money(m.previous_amount),
+        "occurred_at": to_datetime(m.occurred_at),
+    },
+    events_pb2.DealWon: lambda m: {
+        "lead_id": uuid.UUID(m.lead_id),
+        "amount": _money(m.amount),
+        "closed_at": to_datetime(m.closed_at),
+    },
+    events_pb2.DealLost: lambda m: {
+        "lead_id": uuid.UUID(m.lead_id),
+        "reason": m.reason,
+        "loss_reason": wire.loss_reason_name(m.loss_reason),
+        "occurred_at": to_datetime(m.occurred_at),
+    },
+    events_pb2.RevenueRecognized: lambda m: {
+        "lead_id": uuid.UUID(m.lead_id),
+        "revenue_id": uuid.UUID(m.revenue_id),
+        "amount": _money(m.amount),
+        "kind": wire.revenue_kind_name(m.kind),
+        "recognized_at": to_datetime(m.recognized_at),
+    },
+    events_pb2.DealPersonalDataErased: lambda m: {
+        "lead_id": uuid.UUID(m.lead_id),
+        "occurred_at": to_datetime(m.occurred_at),
+    },
+}
+
+
+#: The event's message as a consumer decodes it, and the attributes it carries.
+received = partial(
+    shared_received,
+    to_message=wire.to_message,
+    source=wire.SOURCE,
+    read=MESSAGE_ATTRIBUTES,
+)
 
 
 def test_the_scenario_produces_every_event_type() -> None:
@@ -117,19 +179,19 @@ def test_the_scenario_produces_every_event_type() -> None:
 
 
 @pytest.mark.parametrize("qualname", MESSAGE_NAMES)
-def test_event_round_trips_through_its_message(qualname: str) -> None:
+def test_event_is_carried_whole_by_its_message(qualname: str) -> None:
     events = [e for e in deal_events() if type(e).__qualname__ == qualname]
     assert events
     for original in events:
-        rebuilt = round_trip(original)
+        message, carried = received(original)
 
-        assert type(rebuilt) is type(original)
+        assert message.DESCRIPTOR.name == MESSAGE_NAMES[qualname]
         assert META_ATTRIBUTE not in vars(original)
-        assert META_ATTRIBUTE not in vars(rebuilt)
-        assert published_state(rebuilt) == published_state(original)
-        assert rebuilt.originator_id == original.originator_id
-        assert rebuilt.originator_version == original.originator_version
-        assert rebuilt.timestamp == original.timestamp
+        assert META_ATTRIBUTE not in carried
+        assert carried == published(vars(original))
+        assert carried["originator_id"] == original.originator_id
+        assert carried["originator_version"] == original.originator_version
+        assert carried["timestamp"] == original.timestamp
 
 
 @pytest.mark.parametrize("qualname", MESSAGE_NAMES)
@@ -138,10 +200,10 @@ def test_event_meta_travels_in_the_envelope(qualname: str) -> None:
     meta = EventMeta.new(correlation_id="corr-1", causation_id="cause-1")
     meta.attach(original)
 
-    rebuilt = round_trip(original, **meta.as_dict())
+    _, carried = received(original, **meta.as_dict())
 
-    assert EventMeta.of(rebuilt) == meta
-    assert published_state(rebuilt) == published_state(original)
+    assert EventMeta(**carried[META_ATTRIBUTE]) == meta
+    assert published(carried) == published(vars(original))
 
 
 @pytest.mark.parametrize("qualname", MESSAGE_NAMES)
@@ -233,8 +295,8 @@ def test_unknown_events_and_messages_are_refused() -> None:
         time=T0,
         sequence=1,
     )
-    with pytest.raises(TypeError):
-        wire.from_message(Timestamp(), envelope)
+    with pytest.raises(EnvelopeError):
+        decode_payload(envelope.event_type, Timestamp().SerializeToString())
 
 
 def test_deal_message_shows_state_exponent_and_revenue() -> None:

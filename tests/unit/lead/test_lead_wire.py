@@ -1,20 +1,23 @@
-"""Every stored lead event to its closedloop.lead.v1 message and back."""
+"""Every stored lead event to its closedloop.lead.v1 message, as decoded."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 import pytest
+from eventsourcing.utils import get_topic
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from closedloop.bus.cloudevents import Envelope
+from closedloop.bus.cloudevents import Envelope, EnvelopeError, decode_payload
 from closedloop.eventstore.metadata import META_ATTRIBUTE, EventMeta
-from closedloop.lead.v1 import events_pb2
+from closedloop.lead.v1 import events_pb2, types_pb2
+from closedloop.protobuf import enum_name, to_datetime
 from closedloop.testing.wire import envelope_for as shared_envelope_for
-from closedloop.testing.wire import round_trip as shared_round_trip
+from closedloop.testing.wire import received as shared_received
 from services.lead import wire
 from services.lead.domain import (
     EmailClaim,
@@ -23,6 +26,9 @@ from services.lead.domain import (
     TouchpointRequest,
     Visitor,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
 
 T0 = datetime(2024, 3, 1, 9, 30, 15, 123456, tzinfo=UTC)
 
@@ -128,19 +134,101 @@ def envelope_for(event: Any, message: Message, **meta: str) -> Envelope:
     return shared_envelope_for(event, message, wire.SOURCE, **meta)
 
 
-def published_state(event: Any) -> dict[str, Any]:
-    return {k: v for k, v in vars(event).items() if k not in NOT_PUBLISHED}
+def published(attributes: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in attributes.items() if k not in NOT_PUBLISHED}
 
 
-def round_trip(event: Any, **meta: str) -> Any:
-    """As a consumer sees it: payload bytes and headers, decoded by ce-type."""
-    return shared_round_trip(
-        event,
-        to_message=wire.to_message,
-        from_message=wire.from_message,
-        source=wire.SOURCE,
-        **meta,
-    )
+def _touchpoint(message: events_pb2.TouchpointRecorded) -> dict[str, Any]:
+    tp = message.touchpoint
+    return {
+        "touchpoint_id": uuid.UUID(tp.touchpoint_id),
+        "channel": enum_name(types_pb2.Channel, "CHANNEL_", tp.channel),
+        "source": tp.source,
+        "medium": tp.medium,
+        "campaign": tp.campaign,
+        "content": tp.content,
+        "interaction": enum_name(types_pb2.Interaction, "INTERACTION_", tp.interaction),
+        "occurred_at": to_datetime(tp.occurred_at),
+        "attributes": dict(tp.attributes),
+        "anonymous_id": tp.anonymous_id,
+        "lead_id": uuid.UUID(tp.lead_id) if tp.lead_id else None,
+    }
+
+
+#: What each message's fields are, read back in the domain's terms; the message type
+#: names the aggregate a creation event starts.
+MESSAGE_ATTRIBUTES: dict[type[Message], Callable[[Any], dict[str, Any]]] = {
+    events_pb2.VisitorFirstSeen: lambda m: {
+        "originator_topic": get_topic(Visitor),
+        "anonymous_id": m.anonymous_id,
+        "occurred_at": to_datetime(m.occurred_at),
+    },
+    events_pb2.TouchpointRecorded: _touchpoint,
+    events_pb2.LeadCaptured: lambda m: {
+        "originator_topic": get_topic(Lead),
+        "email": m.email,
+        "name": m.name,
+        "company": m.company,
+        "source_system": m.source_system,
+        "anonymous_id": m.anonymous_id,
+        "occurred_at": to_datetime(m.occurred_at),
+        "email_digest": m.email_digest,
+    },
+    events_pb2.VisitorIdentified: lambda m: {
+        "anonymous_id": m.anonymous_id,
+        "occurred_at": to_datetime(m.occurred_at),
+    },
+    events_pb2.LeadQualified: lambda m: {
+        "score": m.score,
+        "reason": m.reason,
+        "actor": m.actor,
+        "occurred_at": to_datetime(m.occurred_at),
+    },
+    events_pb2.LeadAccepted: lambda m: {
+        "owner": m.owner,
+        "skipped_qualification": m.skipped_qualification,
+        "actor": m.actor,
+        "occurred_at": to_datetime(m.occurred_at),
+    },
+    events_pb2.LeadDisqualified: lambda m: {
+        "reason": enum_name(
+            types_pb2.DisqualificationReason, "DISQUALIFICATION_REASON_", m.reason
+        ),
+        "detail": m.detail,
+        "actor": m.actor,
+        "occurred_at": to_datetime(m.occurred_at),
+    },
+    events_pb2.LeadReopened: lambda m: {
+        "reason": m.reason,
+        "actor": m.actor,
+        "occurred_at": to_datetime(m.occurred_at),
+    },
+    events_pb2.LeadsMerged: lambda m: {
+        "merged_lead_id": uuid.UUID(m.merged_lead_id),
+        "actor": m.actor,
+        "occurred_at": to_datetime(m.occurred_at),
+    },
+    events_pb2.LeadConverted: lambda m: {
+        "deal_id": uuid.UUID(m.deal_id),
+        "occurred_at": to_datetime(m.occurred_at),
+    },
+    events_pb2.LeadPersonalDataErased: lambda m: {
+        "occurred_at": to_datetime(m.occurred_at),
+    },
+    events_pb2.LeadMergedInto: lambda m: {
+        "surviving_lead_id": uuid.UUID(m.surviving_lead_id),
+        "occurred_at": to_datetime(m.occurred_at),
+    },
+}
+
+
+#: The event's message as a consumer decodes it, and the attributes it carries.
+received = partial(
+    shared_received,
+    to_message=wire.to_message,
+    source=wire.SOURCE,
+    read=MESSAGE_ATTRIBUTES,
+)
 
 
 def test_the_scenario_produces_every_event_type() -> None:
@@ -148,19 +236,19 @@ def test_the_scenario_produces_every_event_type() -> None:
 
 
 @pytest.mark.parametrize("qualname", MESSAGE_NAMES)
-def test_event_round_trips_through_its_message(qualname: str) -> None:
+def test_event_is_carried_whole_by_its_message(qualname: str) -> None:
     events = [e for e in lead_events() if type(e).__qualname__ == qualname]
     assert events
     for original in events:
-        rebuilt = round_trip(original)
+        message, carried = received(original)
 
-        assert type(rebuilt) is type(original)
+        assert message.DESCRIPTOR.name == MESSAGE_NAMES[qualname]
         assert META_ATTRIBUTE not in vars(original)
-        assert META_ATTRIBUTE not in vars(rebuilt)
-        assert published_state(rebuilt) == published_state(original)
-        assert rebuilt.originator_id == original.originator_id
-        assert rebuilt.originator_version == original.originator_version
-        assert rebuilt.timestamp == original.timestamp
+        assert META_ATTRIBUTE not in carried
+        assert carried == published(vars(original))
+        assert carried["originator_id"] == original.originator_id
+        assert carried["originator_version"] == original.originator_version
+        assert carried["timestamp"] == original.timestamp
 
 
 @pytest.mark.parametrize("qualname", MESSAGE_NAMES)
@@ -169,10 +257,10 @@ def test_event_meta_travels_in_the_envelope(qualname: str) -> None:
     meta = EventMeta.new(correlation_id="corr-1", causation_id="cause-1")
     meta.attach(original)
 
-    rebuilt = round_trip(original, **meta.as_dict())
+    _, carried = received(original, **meta.as_dict())
 
-    assert EventMeta.of(rebuilt) == meta
-    assert published_state(rebuilt) == published_state(original)
+    assert EventMeta(**carried[META_ATTRIBUTE]) == meta
+    assert published(carried) == published(vars(original))
 
 
 @pytest.mark.parametrize("qualname", MESSAGE_NAMES)
@@ -274,5 +362,5 @@ def test_unknown_events_and_messages_are_refused() -> None:
         time=T0,
         sequence=1,
     )
-    with pytest.raises(TypeError):
-        wire.from_message(Timestamp(), envelope)
+    with pytest.raises(EnvelopeError):
+        decode_payload(envelope.event_type, Timestamp().SerializeToString())
