@@ -17,15 +17,15 @@ from closedloop.bus.streams import StreamSettings, provision_streams
 from closedloop.lead.v1 import types_pb2 as lead_types
 from closedloop.projections import ACTIVE, RETIRED, discover
 from closedloop.projections.runner import Outcome, RunnerSettings, build
-from services.projector.app import start_projector, stop_projector
-from services.projector.config import ProjectorConfig
-from services.projector.testing import (
+from closedloop.testing.readside import (
     Scenario,
     publish,
     scripted_quarter,
     snapshot,
     wait_for_log,
 )
+from services.projector.app import start_projector, stop_projector
+from services.projector.config import ProjectorConfig
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -140,7 +140,7 @@ async def test_an_interrupted_build_resumes_where_it_stopped(
     )
     assert outcome is Outcome.ACTIVATED
     assert (generation.key.generation, generation.position) == (1, len(events))
-    from services.projector.testing import apply_events  # noqa: PLC0415
+    from closedloop.testing.readside import apply_events  # noqa: PLC0415
 
     reference, key = apply_events(projection, events)
     assert snapshot(store, projection, generation.key) == snapshot(
