@@ -35,6 +35,7 @@ from closedloop.testing.readside import (
     ident,
     publish,
     scripted_quarter,
+    wait_caught_up,
     wait_for_log,
 )
 from closedloop.testing.streams import eventually
@@ -109,7 +110,7 @@ async def running(
     }
     projections = [cls() for cls in discover({}).projections.values()]
     projector, task = await start_projector(ProjectorConfig.from_env(env), projections)
-    await projector.wait_caught_up()
+    await wait_caught_up(projector)
     service = await bootstrap(ServiceConfig.from_env("insights", env), environ=env)
     address = f"127.0.0.1:{service.server.port}"
     dashboard = await start_dashboard(

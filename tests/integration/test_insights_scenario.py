@@ -53,6 +53,7 @@ from closedloop.testing.readside import (
     ident,
     publish,
     scripted_quarter,
+    wait_caught_up,
     wait_for_log,
 )
 from closedloop.testing.streams import eventually
@@ -100,7 +101,7 @@ async def insights(
     }
     projections = [cls() for cls in discover({}).projections.values()]
     projector, task = await start_projector(ProjectorConfig.from_env(env), projections)
-    await projector.wait_caught_up()
+    await wait_caught_up(projector)
     service = await bootstrap(ServiceConfig.from_env("insights", env), environ=env)
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{service.server.port}")
     yield insights_service_pb2_grpc.InsightsServiceStub(channel), service, env

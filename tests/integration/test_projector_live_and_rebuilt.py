@@ -22,6 +22,7 @@ from closedloop.testing.readside import (
     publish,
     scripted_quarter,
     snapshot,
+    wait_caught_up,
     wait_for_log,
 )
 from services.projector.app import start_projector, stop_projector
@@ -57,7 +58,7 @@ async def test_live_and_rebuilt_agree(
             sent += await publish(nc, wave)
             # The log sources the context streams a moment later: wait for it first.
             await wait_for_log(nc, sent)
-            await projector.wait_caught_up()
+            await wait_caught_up(projector)
         live = {}
         for p in projections:
             active = projector.store.active(p.name)
@@ -89,7 +90,7 @@ async def test_live_and_rebuilt_agree(
         s.touch("2026-07-01", visitor="v-late", channel=lead_types.CHANNEL_EMAIL)
         await publish(nc, s.log.events)
         head = await wait_for_log(nc, len(events) + len(s.log.events))
-        await projector.wait_caught_up()
+        await wait_caught_up(projector)
         for p in projections:
             active = projector.store.active(p.name)
             assert active is not None

@@ -23,6 +23,7 @@ from closedloop.testing.readside import (
     publish,
     scripted_quarter,
     snapshot,
+    wait_caught_up,
     wait_for_log,
 )
 from services.projector.app import start_projector, stop_projector
@@ -98,7 +99,7 @@ async def test_poison_is_parked_and_the_projection_goes_on(
     projections = [cls() for cls in registry.projections.values()]
     projector, task = await start_projector(config, projections)
     try:
-        await projector.wait_caught_up()
+        await wait_caught_up(projector)
         parked = {g.name: g.parked for g in projector.store.generations()}
         positions = {g.name: g.position for g in projector.store.generations()}
     finally:

@@ -6,7 +6,8 @@ For tests, demos and benchmarks of the read side.
 them (event id, aggregate id and version, recorded time); `publish` puts them on the
 context subjects, from where CLOSEDLOOP_LOG sources them. `scripted_quarter()` is a
 small, hand-checkable quarter of marketing: the tests work its figures out by hand.
-`apply_events` runs a projection over them without NATS.
+`apply_events` runs a projection over them without NATS; `wait_caught_up` waits
+for a live projector to apply the whole log.
 """
 
 from closedloop.testing.readside.eventlog import (
@@ -17,7 +18,11 @@ from closedloop.testing.readside.eventlog import (
     publish,
     wait_for_log,
 )
-from closedloop.testing.readside.projections import apply_events, snapshot
+from closedloop.testing.readside.projections import (
+    apply_events,
+    snapshot,
+    wait_caught_up,
+)
 from closedloop.testing.readside.quarter import scripted_quarter
 from closedloop.testing.readside.scenario import (
     SECRET_KEY,
@@ -45,5 +50,6 @@ __all__ = [
     "subject_of_email",
     "subject_of_lead",
     "usd",
+    "wait_caught_up",
     "wait_for_log",
 ]
