@@ -16,12 +16,10 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-
 from closedloop import bus
 from closedloop.bus.streams import LOG_STREAM, StreamSettings, provision_streams
 from closedloop.config import DEFAULT_NATS_URL, ServiceConfig
+from closedloop.grpckit.health import wait_healthy
 from closedloop.natsserver import NatsServer
 from services.insights.web import dashboard_url
 
@@ -55,22 +53,6 @@ async def _provision(url: str, settings: StreamSettings) -> list[str]:
         return await provision_streams(nc.jetstream(), settings)
     finally:
         await nc.close()
-
-
-async def wait_healthy(address: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    async with grpc.aio.insecure_channel(address) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        while time.monotonic() < deadline:
-            try:
-                reply = await stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.aio.AioRpcError:
-                pass
-            await asyncio.sleep(0.1)
-    msg = f"{address} did not become healthy within {timeout}s"
-    raise TimeoutError(msg)
 
 
 def main() -> int:  # noqa: C901, PLR0912, PLR0915 - one linear start-up and shutdown

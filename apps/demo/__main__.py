@@ -24,8 +24,9 @@ from apps.demo.report import (
     wait_for_read_side,
 )
 from apps.demo.scenario import plan_quarter
-from apps.devrun import GRPC_SERVICES, SERVICES, wait_healthy
+from apps.devrun import GRPC_SERVICES, SERVICES
 from closedloop.config import ServiceConfig
+from closedloop.grpckit.health import wait_healthy
 from services.insights.web import dashboard_url
 
 # Wide enough for the report's tables when the output is a file or a pipe.

@@ -452,7 +452,7 @@ class EchoServer:
         return f"127.0.0.1:{self.port}"
 
     async def start(self) -> EchoServer:
-        from apps.devrun import wait_healthy  # noqa: PLC0415
+        from closedloop.grpckit.health import wait_healthy  # noqa: PLC0415
         from closedloop.natsserver import free_port  # noqa: PLC0415
 
         self.port = self.port or free_port()

@@ -10,7 +10,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from apps.devrun import wait_healthy
+from closedloop.grpckit.health import wait_healthy
 from closedloop.natsserver import free_port
 
 
