@@ -114,27 +114,6 @@ class Projector:
             targets.append(created.key)
         return targets
 
-    async def wait_caught_up(self, timeout: float = 30.0) -> None:
-        """Until every projection's active generation has applied the whole log."""
-        from closedloop.projections.reader import log_last_seq  # noqa: PLC0415
-
-        deadline = asyncio.get_running_loop().time() + timeout
-        while True:
-            head = await log_last_seq(self.nc)
-            generations = await asyncio.to_thread(self.store.generations)
-            active = {g.name: g for g in generations if g.state == ACTIVE}
-            if all(
-                p.name in active
-                and active[p.name].version == p.version
-                and active[p.name].position >= head
-                for p in self.projections
-            ):
-                return
-            if asyncio.get_running_loop().time() > deadline:
-                msg = f"projections not caught up with the log at {head}: {active}"
-                raise TimeoutError(msg)
-            await asyncio.sleep(0.05)
-
     async def shutdown(self) -> None:
         self.stop.set()
         tasks = list(self.runners.values())

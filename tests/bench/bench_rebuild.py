@@ -256,7 +256,7 @@ async def fill_log(url: str, count: int) -> int:
     import nats  # noqa: PLC0415
 
     from closedloop.bus.streams import StreamSettings, provision_streams  # noqa: PLC0415
-    from services.projector.testing import wait_for_log  # noqa: PLC0415
+    from closedloop.testing.readside import wait_for_log  # noqa: PLC0415
 
     nc = await nats.connect(url, pending_size=64 * 1024 * 1024)
     try:

@@ -25,15 +25,15 @@ from closedloop.attribution.v1 import events_pb2 as attribution
 from closedloop.bus.streams import StreamSettings, provision_streams
 from closedloop.lead.v1 import types_pb2 as lead_types
 from closedloop.projections import ReadStore
-from services.projector.projections.customer_journey import entries
-from services.projector.projections.revenue_by_channel import revenue
-from services.projector.testing import (
+from closedloop.testing.readside import (
     Published,
     Scenario,
     ident,
     publish,
     wait_for_log,
 )
+from services.projector.projections.customer_journey import entries
+from services.projector.projections.revenue_by_channel import revenue
 
 if TYPE_CHECKING:
     from closedloop.natsserver import NatsServer

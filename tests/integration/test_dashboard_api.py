@@ -1,6 +1,6 @@
 """The dashboard's JSON endpoints answer exactly what the insights API answers.
 
-The scripted quarter (services.projector.testing.scripted_quarter, worked
+The scripted quarter (closedloop.testing.readside.scripted_quarter, worked
 out by hand in test_insights_scenario.py) is published onto the context streams, the
 projector follows the log in process, the insights service answers over gRPC, and
 the dashboard is served on a free loopback port in front of it.
@@ -29,6 +29,15 @@ from closedloop.lead.v1 import types_pb2 as lead_types
 from closedloop.natsserver import NatsServer
 from closedloop.projections import discover
 from closedloop.protobuf import enum_name
+from closedloop.testing.readside import (
+    SECRET_KEY,
+    Scenario,
+    ident,
+    publish,
+    scripted_quarter,
+    wait_caught_up,
+    wait_for_log,
+)
 from closedloop.testing.streams import eventually
 from services.insights.__main__ import bootstrap
 from services.insights.web import (
@@ -41,14 +50,6 @@ from services.insights.web import (
 )
 from services.projector.app import start_projector, stop_projector
 from services.projector.config import ProjectorConfig
-from services.projector.testing import (
-    SECRET_KEY,
-    Scenario,
-    ident,
-    publish,
-    scripted_quarter,
-    wait_for_log,
-)
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
@@ -109,7 +110,7 @@ async def running(
     }
     projections = [cls() for cls in discover({}).projections.values()]
     projector, task = await start_projector(ProjectorConfig.from_env(env), projections)
-    await projector.wait_caught_up()
+    await wait_caught_up(projector)
     service = await bootstrap(ServiceConfig.from_env("insights", env), environ=env)
     address = f"127.0.0.1:{service.server.port}"
     dashboard = await start_dashboard(

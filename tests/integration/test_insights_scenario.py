@@ -2,7 +2,7 @@
 
 Every figure below was worked out by hand from the story.
 
-The quarter (services.projector.testing.scripted_quarter) is published
+The quarter (closedloop.testing.readside.scripted_quarter) is published
 onto the context streams, the projector follows the log, and the insights service
 answers over gRPC. Amounts are US cents.
 
@@ -48,17 +48,18 @@ from closedloop.insights.v1 import insights_service_pb2 as pb
 from closedloop.insights.v1 import insights_service_pb2_grpc
 from closedloop.natsserver import NatsServer
 from closedloop.projections import discover
-from closedloop.testing.streams import eventually
-from services.insights.__main__ import Insights, bootstrap
-from services.projector.app import start_projector, stop_projector
-from services.projector.config import ProjectorConfig
-from services.projector.testing import (
+from closedloop.testing.readside import (
     SECRET_KEY,
     ident,
     publish,
     scripted_quarter,
+    wait_caught_up,
     wait_for_log,
 )
+from closedloop.testing.streams import eventually
+from services.insights.__main__ import Insights, bootstrap
+from services.projector.app import start_projector, stop_projector
+from services.projector.config import ProjectorConfig
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
@@ -100,7 +101,7 @@ async def insights(
     }
     projections = [cls() for cls in discover({}).projections.values()]
     projector, task = await start_projector(ProjectorConfig.from_env(env), projections)
-    await projector.wait_caught_up()
+    await wait_caught_up(projector)
     service = await bootstrap(ServiceConfig.from_env("insights", env), environ=env)
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{service.server.port}")
     yield insights_service_pb2_grpc.InsightsServiceStub(channel), service, env

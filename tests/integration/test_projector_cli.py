@@ -16,20 +16,20 @@ import pytest
 from closedloop.bus.streams import StreamSettings, provision_streams
 from closedloop.lead.v1 import types_pb2 as lead_types
 from closedloop.projections import ReadStore
-from services.projector.projections.customer_journey import CustomerJourney
-from services.projector.testing import (
+from closedloop.testing.readside import (
     apply_events,
     publish,
     scripted_quarter,
     snapshot,
     wait_for_log,
 )
+from services.projector.projections.customer_journey import CustomerJourney
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     from closedloop.natsserver import NatsServer
-    from services.projector.testing import Published
+    from closedloop.testing.readside import Published
 
 pytestmark = [pytest.mark.nats]
 

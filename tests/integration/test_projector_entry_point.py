@@ -21,7 +21,7 @@ import pytest
 
 from closedloop.bus.streams import StreamSettings, provision_streams
 from closedloop.projections import ReadStore
-from services.projector.testing import (
+from closedloop.testing.readside import (
     publish,
     scripted_quarter,
     wait_for_log,

@@ -17,15 +17,16 @@ from closedloop.bus.streams import StreamSettings, provision_streams
 from closedloop.lead.v1 import types_pb2 as lead_types
 from closedloop.projections import ACTIVE, RETIRED, discover
 from closedloop.projections.runner import Outcome, RunnerSettings, build
-from services.projector.app import start_projector, stop_projector
-from services.projector.config import ProjectorConfig
-from services.projector.testing import (
+from closedloop.testing.readside import (
     Scenario,
     publish,
     scripted_quarter,
     snapshot,
+    wait_caught_up,
     wait_for_log,
 )
+from services.projector.app import start_projector, stop_projector
+from services.projector.config import ProjectorConfig
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -57,7 +58,7 @@ async def test_live_and_rebuilt_agree(
             sent += await publish(nc, wave)
             # The log sources the context streams a moment later: wait for it first.
             await wait_for_log(nc, sent)
-            await projector.wait_caught_up()
+            await wait_caught_up(projector)
         live = {}
         for p in projections:
             active = projector.store.active(p.name)
@@ -89,7 +90,7 @@ async def test_live_and_rebuilt_agree(
         s.touch("2026-07-01", visitor="v-late", channel=lead_types.CHANNEL_EMAIL)
         await publish(nc, s.log.events)
         head = await wait_for_log(nc, len(events) + len(s.log.events))
-        await projector.wait_caught_up()
+        await wait_caught_up(projector)
         for p in projections:
             active = projector.store.active(p.name)
             assert active is not None
@@ -140,7 +141,7 @@ async def test_an_interrupted_build_resumes_where_it_stopped(
     )
     assert outcome is Outcome.ACTIVATED
     assert (generation.key.generation, generation.position) == (1, len(events))
-    from services.projector.testing import apply_events  # noqa: PLC0415
+    from closedloop.testing.readside import apply_events  # noqa: PLC0415
 
     reference, key = apply_events(projection, events)
     assert snapshot(store, projection, generation.key) == snapshot(

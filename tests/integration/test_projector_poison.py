@@ -17,17 +17,18 @@ from closedloop.attribution.v1 import events_pb2 as attribution
 from closedloop.bus.streams import StreamSettings, provision_streams
 from closedloop.projections import discover
 from closedloop.projections.loader import EXTRA_ENV
-from services.projector.app import start_projector, stop_projector
-from services.projector.config import ProjectorConfig
-from services.projector.projections.revenue_by_channel import revenue
-from services.projector.testing import (
+from closedloop.testing.readside import (
     Scenario,
     ident,
     publish,
     scripted_quarter,
     snapshot,
+    wait_caught_up,
     wait_for_log,
 )
+from services.projector.app import start_projector, stop_projector
+from services.projector.config import ProjectorConfig
+from services.projector.projections.revenue_by_channel import revenue
 
 if TYPE_CHECKING:
     from closedloop.natsserver import NatsServer
@@ -98,7 +99,7 @@ async def test_poison_is_parked_and_the_projection_goes_on(
     projections = [cls() for cls in registry.projections.values()]
     projector, task = await start_projector(config, projections)
     try:
-        await projector.wait_caught_up()
+        await wait_caught_up(projector)
         parked = {g.name: g.parked for g in projector.store.generations()}
         positions = {g.name: g.position for g in projector.store.generations()}
     finally:

@@ -11,7 +11,7 @@ import pytest
 from closedloop.bus.streams import StreamSettings, provision_streams
 from closedloop.projections import ReadStore, discover
 from closedloop.projections.runner import Outcome, RunnerSettings, build
-from services.projector.testing import (
+from closedloop.testing.readside import (
     apply_events,
     publish,
     scripted_quarter,

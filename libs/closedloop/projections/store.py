@@ -31,7 +31,7 @@ from sqlalchemy import event as sa_event
 from closedloop.eventstore.store import StoreLocation
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Mapping, Sequence
+    from collections.abc import Iterator, Mapping
 
     from closedloop.projections.base import Projection
 
@@ -589,9 +589,3 @@ def _wal(cursor: Any) -> None:
             time.sleep(0.05)
         else:
             return
-
-
-def rows_of(conn: sa.Connection, table: sa.Table) -> list[tuple[Any, ...]]:
-    """Every row of a table in key order: what tests compare between builds."""
-    keys: Sequence[sa.Column[Any]] = list(table.primary_key.columns)
-    return [tuple(row) for row in conn.execute(sa.select(table).order_by(*keys))]

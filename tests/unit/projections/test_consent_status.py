@@ -5,6 +5,14 @@ from __future__ import annotations
 import pytest
 
 from closedloop.consent.v1 import types_pb2 as c
+from closedloop.testing.readside import (
+    Scenario,
+    apply_events,
+    ident,
+    scripted_quarter,
+    snapshot,
+    subject_of_lead,
+)
 from services.projector.projections.consent_status import (
     ERASED,
     GRANTED,
@@ -18,14 +26,6 @@ from services.projector.projections.consent_status import (
     changes,
     decide,
     states,
-)
-from services.projector.testing import (
-    Scenario,
-    apply_events,
-    ident,
-    scripted_quarter,
-    snapshot,
-    subject_of_lead,
 )
 
 DAY = 86_400_000_000

@@ -7,17 +7,17 @@ import pytest
 from closedloop.errors import NotFound
 from closedloop.identity import email_digest
 from closedloop.insights.v1 import insights_service_pb2 as pb
-from services.insights.queries import customer_journey_of
-from services.projector.projections.customer_journey import (
-    CustomerJourney,
-    identity,
-)
-from services.projector.testing import (
+from closedloop.testing.readside import (
     SECRET_KEY,
     apply_events,
     ident,
     scripted_quarter,
     snapshot,
+)
+from services.insights.queries import customer_journey_of
+from services.projector.projections.customer_journey import (
+    CustomerJourney,
+    identity,
 )
 
 

@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from closedloop.testing.readside import (
+    apply_events,
+    ident,
+    scripted_quarter,
+    snapshot,
+)
 from services.projector.projections.customer_value import (
     BOUGHT,
     EARNED,
@@ -14,12 +20,6 @@ from services.projector.projections.customer_value import (
     monthly,
 )
 from services.projector.projections.identity import Touch
-from services.projector.testing import (
-    apply_events,
-    ident,
-    scripted_quarter,
-    snapshot,
-)
 
 
 def touch(channel: str, interaction: str = "page_view") -> Touch:

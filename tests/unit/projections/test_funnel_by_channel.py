@@ -4,18 +4,18 @@ from __future__ import annotations
 
 from closedloop.lead.v1 import types_pb2 as lead_types
 from closedloop.projections.times import micros_of
-from services.projector.projections.funnel_by_channel import (
-    FunnelByChannel,
-    people,
-    visitors,
-)
-from services.projector.testing import (
+from closedloop.testing.readside import (
     Scenario,
     apply_events,
     at,
     ident,
     scripted_quarter,
     snapshot,
+)
+from services.projector.projections.funnel_by_channel import (
+    FunnelByChannel,
+    people,
+    visitors,
 )
 
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from closedloop.projections import discover
-from services.projector.testing import (
+from closedloop.testing.readside import (
     Published,
     apply_events,
     log_messages,

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 from closedloop.attribution.v1 import events_pb2 as attribution
 from closedloop.projections import GenerationKey, ReadStore
-from services.projector.projections.revenue_by_channel import (
-    RevenueByChannel,
-    customer_shares,
-    revenue,
-    spend_by_month,
-)
-from services.projector.testing import (
+from closedloop.testing.readside import (
     Scenario,
     apply_events,
     ident,
     log_messages,
     scripted_quarter,
     snapshot,
+)
+from services.projector.projections.revenue_by_channel import (
+    RevenueByChannel,
+    customer_shares,
+    revenue,
+    spend_by_month,
 )
 
 LINEAR = "linear(lookback=7776000s)"

@@ -19,7 +19,7 @@ from closedloop.projections import (
 from closedloop.projections.reader import LogMessage
 from closedloop.projections.runner import Applier, GenerationRetired, is_transient
 from closedloop.projections.store import ACTIVE, RETIRED, generations
-from services.projector.testing import EventLog, log_messages
+from closedloop.testing.readside import EventLog, log_messages
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
