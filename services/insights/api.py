@@ -13,14 +13,14 @@ from closedloop.insights.v1 import insights_service_pb2_grpc
 from closedloop.projections.store import ACTIVE, BUILDING, RETIRED
 from closedloop.projections.times import datetime_of
 from closedloop.protobuf import timestamp
-from services.insights import queries
-from services.projector.projections.consent_status import ConsentStatus
-from services.projector.projections.customer_journey import CustomerJourney
-from services.projector.projections.customer_value import CustomerValue
-from services.projector.projections.funnel_by_channel import FunnelByChannel
-from services.projector.projections.revenue_by_channel import (
-    RevenueByChannel,
+from closedloop.readmodels import (
+    consent_status,
+    customer_journey,
+    customer_value,
+    funnel_by_channel,
+    revenue_by_channel,
 )
+from services.insights import queries
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     import grpc
 
     from closedloop.projections.base import Projection
+    from closedloop.readmodels import ReadModel
     from services.insights.readmodels import ReadModels
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["InsightsService"].full_name
@@ -79,10 +80,10 @@ class InsightsServicer(insights_service_pb2_grpc.InsightsServiceServicer):
         self.log_head = log_head
 
     async def _query(
-        self, projection: type[Projection], query: Callable[..., Any], **kwargs: Any
+        self, model: ReadModel, query: Callable[..., Any], **kwargs: Any
     ) -> Any:
         def run() -> Any:
-            with self.models.open(projection) as (conn, tables):
+            with self.models.open(model) as (conn, tables):
                 return query(conn, tables, **kwargs)
 
         return await asyncio.to_thread(run)
@@ -93,13 +94,13 @@ class InsightsServicer(insights_service_pb2_grpc.InsightsServiceServicer):
         which = request.WhichOneof("person")
         if which == "lead_id":
             return await self._query(  # type: ignore[no-any-return]
-                CustomerJourney,
+                customer_journey.READ_MODEL,
                 queries.customer_journey_of,
                 lead_id=_lead_id(request.lead_id, "lead_id"),
             )
         if which == "email":
             return await self._query(  # type: ignore[no-any-return]
-                CustomerJourney,
+                customer_journey.READ_MODEL,
                 queries.customer_journey_of,
                 email_digest=email_digest(self.secret_key, _email(request.email)),
             )
@@ -109,13 +110,17 @@ class InsightsServicer(insights_service_pb2_grpc.InsightsServiceServicer):
         self, request: pb.GetRevenueByChannelRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetRevenueByChannelResponse:
         return await self._query(  # type: ignore[no-any-return]
-            RevenueByChannel, queries.revenue_by_channel_of, request=request
+            revenue_by_channel.READ_MODEL,
+            queries.revenue_by_channel_of,
+            request=request,
         )
 
     async def GetFunnel(  # noqa: N802
         self, request: pb.GetFunnelRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetFunnelResponse:
-        return await self._query(FunnelByChannel, queries.funnel_of, request=request)  # type: ignore[no-any-return]
+        return await self._query(  # type: ignore[no-any-return]
+            funnel_by_channel.READ_MODEL, queries.funnel_of, request=request
+        )
 
     async def GetConsentStatus(  # noqa: N802
         self, request: pb.GetConsentStatusRequest, context: grpc.aio.ServicerContext
@@ -128,7 +133,9 @@ class InsightsServicer(insights_service_pb2_grpc.InsightsServiceServicer):
             kwargs["email_digest"] = email_digest(
                 self.secret_key, _email(request.email)
             )
-        return await self._query(ConsentStatus, queries.consent_status_of, **kwargs)  # type: ignore[no-any-return]
+        return await self._query(  # type: ignore[no-any-return]
+            consent_status.READ_MODEL, queries.consent_status_of, **kwargs
+        )
 
     async def GetCustomerValue(  # noqa: N802
         self, request: pb.GetCustomerValueRequest, context: grpc.aio.ServicerContext
@@ -136,7 +143,7 @@ class InsightsServicer(insights_service_pb2_grpc.InsightsServiceServicer):
         if request.limit < 0:
             raise InvalidArgument("limit", "must not be negative")
         answer: pb.GetCustomerValueResponse = await self._query(
-            CustomerValue, queries.customer_value_of, request=request
+            customer_value.READ_MODEL, queries.customer_value_of, request=request
         )
         return answer
 

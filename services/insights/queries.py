@@ -29,17 +29,17 @@ from closedloop.projections.times import (
     previous_month,
 )
 from closedloop.protobuf import enum_number, timestamp
-from services.projector.projections import (
+from closedloop.readmodels import (
     consent_status,
     customer_journey,
     customer_value,
     funnel_by_channel,
     revenue_by_channel,
 )
-from services.projector.projections.identity import (
+from closedloop.readmodels.identity import (
     LEAD,
     VISITOR,
-    Identity,
+    IdentityReader,
     IdentityTables,
 )
 
@@ -130,9 +130,9 @@ _KIND = {
 }
 
 
-def journey_identity(conn: sa.Connection, tables: Tables) -> Identity:
+def journey_identity(conn: sa.Connection, tables: Tables) -> IdentityReader:
     ids = customer_journey.identity
-    return Identity(
+    return IdentityReader(
         conn,
         IdentityTables(tables[ids.leads], tables[ids.visitors], tables[ids.touches]),
     )

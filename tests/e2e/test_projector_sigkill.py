@@ -25,8 +25,8 @@ from closedloop.attribution.v1 import events_pb2 as attribution
 from closedloop.bus.streams import StreamSettings, provision_streams
 from closedloop.lead.v1 import types_pb2 as lead_types
 from closedloop.projections import ReadStore
-from services.projector.projections.customer_journey import entries
-from services.projector.projections.revenue_by_channel import revenue
+from closedloop.readmodels.customer_journey import entries
+from closedloop.readmodels.revenue_by_channel import revenue
 from services.projector.testing import (
     Published,
     Scenario,

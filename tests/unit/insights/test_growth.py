@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import pytest
 
+from closedloop.readmodels.customer_value import BOUGHT, EARNED
 from services.insights.queries import Window, _growth
-from services.projector.projections.customer_value import BOUGHT, EARNED
 
 START = 1_000  # the period starts here (microseconds); last period before it
 

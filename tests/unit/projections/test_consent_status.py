@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from closedloop.consent.v1 import types_pb2 as c
-from services.projector.projections.consent_status import (
+from closedloop.readmodels.consent_status import (
     ERASED,
     GRANTED,
     NOT_OPTED,
@@ -14,11 +14,11 @@ from services.projector.projections.consent_status import (
     PENDING,
     WITHDRAWN,
     Change,
-    ConsentStatus,
     changes,
     decide,
     states,
 )
+from services.projector.projections.consent_status import ConsentStatus
 from services.projector.testing import (
     Scenario,
     apply_events,

@@ -7,11 +7,9 @@ import pytest
 from closedloop.errors import NotFound
 from closedloop.identity import email_digest
 from closedloop.insights.v1 import insights_service_pb2 as pb
+from closedloop.readmodels.customer_journey import identity
 from services.insights.queries import customer_journey_of
-from services.projector.projections.customer_journey import (
-    CustomerJourney,
-    identity,
-)
+from services.projector.projections.customer_journey import CustomerJourney
 from services.projector.testing import (
     SECRET_KEY,
     apply_events,

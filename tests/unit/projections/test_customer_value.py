@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import pytest
 
-from services.projector.projections.customer_value import (
+from closedloop.readmodels.customer_value import (
     BOUGHT,
     EARNED,
     UNKNOWN,
-    CustomerValue,
-    acquisition_of,
     customers,
     monthly,
 )
-from services.projector.projections.identity import Touch
+from closedloop.readmodels.identity import Touch
+from services.projector.projections.customer_value import (
+    CustomerValue,
+    acquisition_of,
+)
 from services.projector.testing import (
     apply_events,
     ident,

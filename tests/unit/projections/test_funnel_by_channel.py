@@ -4,11 +4,8 @@ from __future__ import annotations
 
 from closedloop.lead.v1 import types_pb2 as lead_types
 from closedloop.projections.times import micros_of
-from services.projector.projections.funnel_by_channel import (
-    FunnelByChannel,
-    people,
-    visitors,
-)
+from closedloop.readmodels.funnel_by_channel import people, visitors
+from services.projector.projections.funnel_by_channel import FunnelByChannel
 from services.projector.testing import (
     Scenario,
     apply_events,

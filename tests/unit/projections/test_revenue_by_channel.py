@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from closedloop.attribution.v1 import events_pb2 as attribution
 from closedloop.projections import GenerationKey, ReadStore
+from closedloop.readmodels.revenue_by_channel import revenue, spend_by_month
 from services.projector.projections.revenue_by_channel import (
     RevenueByChannel,
     customer_shares,
-    revenue,
-    spend_by_month,
 )
 from services.projector.testing import (
     Scenario,
