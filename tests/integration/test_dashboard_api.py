@@ -32,13 +32,13 @@ from closedloop.protobuf import enum_name
 from closedloop.testing.streams import eventually
 from services.insights.__main__ import bootstrap
 from services.insights.web import (
-    DASHBOARD_DIR,
     dashboard_url,
     dial_address,
     http_settings,
-    money_text,
     start_dashboard,
 )
+from services.insights.web_handlers import DASHBOARD_DIR
+from services.insights.web_json import money_text
 from services.projector.app import start_projector, stop_projector
 from services.projector.config import ProjectorConfig
 from services.projector.testing import (
