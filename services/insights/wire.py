@@ -7,6 +7,7 @@ microseconds become Timestamps and Durations, Money becomes closedloop.common.v1
 
 from __future__ import annotations
 
+from dataclasses import fields
 from typing import TYPE_CHECKING, Any
 
 from google.protobuf.duration_pb2 import Duration
@@ -17,6 +18,7 @@ from closedloop.insights.v1 import insights_service_pb2 as pb
 from closedloop.projections.times import datetime_of
 from closedloop.protobuf import enum_number, timestamp
 from closedloop.readmodels import consent_status, customer_journey, customer_value
+from services.insights.queries.funnel_by_channel import FunnelRow
 from services.insights.queries.periods import Period
 
 if TYPE_CHECKING:
@@ -32,7 +34,7 @@ if TYPE_CHECKING:
     )
     from services.insights.queries.customer_journey import Journey, JourneyEntry
     from services.insights.queries.customer_value import CustomerValueReport, Growth
-    from services.insights.queries.funnel_by_channel import Funnel, FunnelRow
+    from services.insights.queries.funnel_by_channel import Funnel
     from services.insights.queries.revenue_by_channel import RevenueReport
 
 
@@ -183,21 +185,10 @@ def revenue_response(report: RevenueReport) -> pb.GetRevenueByChannelResponse:
 
 # -- funnel ----------------------------------------------------------------------------
 
-_RATES = (
-    "visitor_to_lead_rate",
-    "lead_to_mql_rate",
-    "mql_to_sal_rate",
-    "sal_to_opportunity_rate",
-    "close_rate",
-    "lead_to_won_rate",
-)
-_MEDIANS = (
-    "median_lead_to_mql",
-    "median_mql_to_sal",
-    "median_sal_to_opportunity",
-    "median_opportunity_to_won",
-    "median_lead_to_won",
-)
+#: A funnel row's optional fields: rates without a denominator, medians without
+#: people, are left unset.
+_RATES = tuple(f.name for f in fields(FunnelRow) if f.name.endswith("_rate"))
+_MEDIANS = tuple(f.name for f in fields(FunnelRow) if f.name.startswith("median_"))
 
 
 def funnel_response(
