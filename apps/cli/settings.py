@@ -24,7 +24,7 @@ def _insights_address() -> str:
 
 
 def _settings() -> Settings:
-    from services.projector.config import store_url  # noqa: PLC0415
+    from closedloop.readmodels import store_url  # noqa: PLC0415
 
     return Settings(
         store_url=store_url(),

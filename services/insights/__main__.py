@@ -21,10 +21,10 @@ from closedloop.grpckit.server import Registration, RunningServer, start_server
 from closedloop.insights.v1 import insights_service_pb2_grpc
 from closedloop.projections import ReadStore, discover
 from closedloop.projections.reader import log_last_seq
+from closedloop.readmodels import store_url
 from services.insights.api import SERVICE_NAME, InsightsServicer
 from services.insights.readmodels import ReadModels
 from services.insights.web import dial_address, start_dashboard
-from services.projector.config import store_url
 
 if TYPE_CHECKING:
     from collections.abc import Mapping

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from closedloop.errors import InvalidArgument
 from closedloop.identity import email_digest
@@ -13,14 +14,19 @@ from closedloop.insights.v1 import insights_service_pb2_grpc
 from closedloop.projections.store import ACTIVE, BUILDING, RETIRED
 from closedloop.projections.times import datetime_of
 from closedloop.protobuf import timestamp
-from services.insights import queries
-from services.projector.projections.consent_status import ConsentStatus
-from services.projector.projections.customer_journey import CustomerJourney
-from services.projector.projections.customer_value import CustomerValue
-from services.projector.projections.funnel_by_channel import FunnelByChannel
-from services.projector.projections.revenue_by_channel import (
-    RevenueByChannel,
+from closedloop.readmodels import (
+    consent_status,
+    customer_journey,
+    customer_value,
+    funnel_by_channel,
+    revenue_by_channel,
 )
+from services.insights import wire
+from services.insights.queries.consent_status import consent_status_of
+from services.insights.queries.customer_journey import customer_journey_of
+from services.insights.queries.customer_value import customer_value_of
+from services.insights.queries.funnel_by_channel import funnel_of
+from services.insights.queries.revenue_by_channel import revenue_by_channel_of
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -28,7 +34,12 @@ if TYPE_CHECKING:
     import grpc
 
     from closedloop.projections.base import Projection
+    from closedloop.readmodels import ReadModel
     from services.insights.readmodels import ReadModels
+
+#: What a query returns, and the response made of it.
+Found = TypeVar("Found")
+Reply = TypeVar("Reply")
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["InsightsService"].full_name
 
@@ -78,12 +89,20 @@ class InsightsServicer(insights_service_pb2_grpc.InsightsServiceServicer):
         self.installed = installed or {}
         self.log_head = log_head
 
-    async def _query(
-        self, projection: type[Projection], query: Callable[..., Any], **kwargs: Any
-    ) -> Any:
-        def run() -> Any:
-            with self.models.open(projection) as (conn, tables):
-                return query(conn, tables, **kwargs)
+    async def _answer(
+        self,
+        read_model: ReadModel,
+        query: Callable[..., Found],
+        respond: Callable[[Found], Reply],
+        /,
+        **kwargs: Any,
+    ) -> Reply:
+        """`query(conn, tables, **kwargs)` on the read model, then its response."""
+
+        def run() -> Reply:
+            with self.models.open(read_model) as (conn, tables):
+                found = query(conn, tables, **kwargs)
+            return respond(found)
 
         return await asyncio.to_thread(run)
 
@@ -92,30 +111,53 @@ class InsightsServicer(insights_service_pb2_grpc.InsightsServiceServicer):
     ) -> pb.GetCustomerJourneyResponse:
         which = request.WhichOneof("person")
         if which == "lead_id":
-            return await self._query(  # type: ignore[no-any-return]
-                CustomerJourney,
-                queries.customer_journey_of,
-                lead_id=_lead_id(request.lead_id, "lead_id"),
-            )
-        if which == "email":
-            return await self._query(  # type: ignore[no-any-return]
-                CustomerJourney,
-                queries.customer_journey_of,
-                email_digest=email_digest(self.secret_key, _email(request.email)),
-            )
-        raise InvalidArgument("lead_id", "name the person by lead_id or email")
+            person = {"lead_id": _lead_id(request.lead_id, "lead_id")}
+        elif which == "email":
+            person = {
+                "email_digest": email_digest(self.secret_key, _email(request.email))
+            }
+        else:
+            raise InvalidArgument("lead_id", "name the person by lead_id or email")
+        return await self._answer(
+            customer_journey.READ_MODEL,
+            customer_journey_of,
+            wire.journey_response,
+            **person,
+        )
 
     async def GetRevenueByChannel(  # noqa: N802
         self, request: pb.GetRevenueByChannelRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetRevenueByChannelResponse:
-        return await self._query(  # type: ignore[no-any-return]
-            RevenueByChannel, queries.revenue_by_channel_of, request=request
+        group_by = request.group_by or pb.GROUP_BY_CHANNEL
+        return await self._answer(
+            revenue_by_channel.READ_MODEL,
+            revenue_by_channel_of,
+            wire.revenue_response,
+            model=request.model,
+            period=wire.period_of(request.period),
+            conversion=revenue_by_channel.RECOGNIZED
+            if request.conversion == pb.CONVERSION_REVENUE_RECOGNIZED
+            else revenue_by_channel.WON,
+            by_channel=group_by != pb.GROUP_BY_CAMPAIGN,
+            by_campaign=group_by != pb.GROUP_BY_CHANNEL,
+            by_month=request.by_month,
         )
 
     async def GetFunnel(  # noqa: N802
         self, request: pb.GetFunnelRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetFunnelResponse:
-        return await self._query(FunnelByChannel, queries.funnel_of, request=request)  # type: ignore[no-any-return]
+        touch = request.touch or pb.TOUCH_FIRST
+        cohort_stage = request.cohort_stage or pb.COHORT_STAGE_LEAD
+        return await self._answer(
+            funnel_by_channel.READ_MODEL,
+            funnel_of,
+            functools.partial(
+                wire.funnel_response, touch=touch, cohort_stage=cohort_stage
+            ),
+            period=wire.period_of(request.period),
+            by_last_touch=touch == pb.TOUCH_LAST_BEFORE_LEAD,
+            cohort_by_mql=cohort_stage == pb.COHORT_STAGE_MQL,
+        )
 
     async def GetConsentStatus(  # noqa: N802
         self, request: pb.GetConsentStatusRequest, context: grpc.aio.ServicerContext
@@ -128,17 +170,25 @@ class InsightsServicer(insights_service_pb2_grpc.InsightsServiceServicer):
             kwargs["email_digest"] = email_digest(
                 self.secret_key, _email(request.email)
             )
-        return await self._query(ConsentStatus, queries.consent_status_of, **kwargs)  # type: ignore[no-any-return]
+        return await self._answer(
+            consent_status.READ_MODEL,
+            consent_status_of,
+            wire.consent_response,
+            **kwargs,
+        )
 
     async def GetCustomerValue(  # noqa: N802
         self, request: pb.GetCustomerValueRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetCustomerValueResponse:
         if request.limit < 0:
             raise InvalidArgument("limit", "must not be negative")
-        answer: pb.GetCustomerValueResponse = await self._query(
-            CustomerValue, queries.customer_value_of, request=request
+        return await self._answer(
+            customer_value.READ_MODEL,
+            customer_value_of,
+            wire.customer_value_response,
+            period=wire.period_of(request.period),
+            limit=request.limit,
         )
-        return answer
 
     async def ListProjections(  # noqa: N802
         self, request: pb.ListProjectionsRequest, context: grpc.aio.ServicerContext

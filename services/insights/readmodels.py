@@ -18,34 +18,34 @@ if TYPE_CHECKING:
 
     import sqlalchemy as sa
 
-    from closedloop.projections.base import Projection
+    from closedloop.readmodels import ReadModel
 
 
 class ReadModels:
-    """The read store, opened for reading, with the projections it can serve."""
+    """The read store, opened for reading, with the read models it can serve."""
 
     def __init__(self, store: ReadStore) -> None:
         self.store = store
 
     @contextmanager
     def open(
-        self, projection: type[Projection]
+        self, model: ReadModel
     ) -> Iterator[tuple[sa.Connection, dict[sa.Table, sa.Table]]]:
-        """A read transaction and the active tables of `projection` (by template)."""
-        generations = self.store.generations(projection.name)
+        """A read transaction and the active tables of `model` (by template)."""
+        generations = self.store.generations(model.name)
         active = [g for g in generations if g.state == ACTIVE]
         if not active:
             raise FailedPrecondition(
-                f"the read model {projection.name} is not built yet; it is being "
-                f"built, or run `closedloop projections add {projection.name}`"
+                f"the read model {model.name} is not built yet; it is being "
+                f"built, or run `closedloop projections add {model.name}`"
             )
         generation = active[0]
-        if generation.version != projection.version:
+        if generation.version != model.version:
             raise FailedPrecondition(
-                f"the read model {projection.name} is at version {generation.version}, "
-                f"this service reads version {projection.version}; it is rebuilt "
+                f"the read model {model.name} is at version {generation.version}, "
+                f"this service reads version {model.version}; it is rebuilt "
                 "by the projector (or `closedloop projections rebuild`)"
             )
-        tables = self.store.tables_for(projection, generation.key)
+        tables = self.store.tables_for(model, generation.key)
         with self.store.read() as conn:
             yield conn, tables

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from closedloop.config import DEFAULT_NATS_URL, ConfigError
+from closedloop.readmodels import store_url
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -54,15 +55,6 @@ class ProjectorConfig:
                 if name.strip()
             ),
         )
-
-
-def store_url(environ: Mapping[str, str] | None = None) -> str:
-    """CLOSEDLOOP_PROJECTOR_STORE_URL, else the SQLite file under the data folder."""
-    env = os.environ if environ is None else environ
-    data_dir = Path(env.get("CLOSEDLOOP_DATA_DIR", "var")).resolve()
-    return env.get("CLOSEDLOOP_PROJECTOR_STORE_URL") or (
-        f"sqlite:///{data_dir / 'projector' / 'read.db'}"
-    )
 
 
 def _positive(env: Mapping[str, str], name: str, default: int) -> int:

@@ -39,7 +39,7 @@ from closedloop.lead.v1 import lead_service_pb2 as lead_pb
 from closedloop.lead.v1 import lead_service_pb2_grpc
 from closedloop.natsserver import free_port
 from closedloop.testing.processes import ServiceProcess
-from services.insights.web import money_text
+from services.insights.web_json import money_text
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator

@@ -25,6 +25,8 @@ from closedloop.attribution.v1 import events_pb2 as attribution
 from closedloop.bus.streams import StreamSettings, provision_streams
 from closedloop.lead.v1 import types_pb2 as lead_types
 from closedloop.projections import ReadStore
+from closedloop.readmodels.customer_journey import entries
+from closedloop.readmodels.revenue_by_channel import revenue
 from closedloop.testing.readside import (
     Published,
     Scenario,
@@ -32,8 +34,6 @@ from closedloop.testing.readside import (
     publish,
     wait_for_log,
 )
-from services.projector.projections.customer_journey import entries
-from services.projector.projections.revenue_by_channel import revenue
 
 if TYPE_CHECKING:
     from closedloop.natsserver import NatsServer

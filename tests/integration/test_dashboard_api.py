@@ -41,13 +41,13 @@ from closedloop.testing.readside import (
 from closedloop.testing.streams import eventually
 from services.insights.__main__ import bootstrap
 from services.insights.web import (
-    DASHBOARD_DIR,
     dashboard_url,
     dial_address,
     http_settings,
-    money_text,
     start_dashboard,
 )
+from services.insights.web_handlers import DASHBOARD_DIR
+from services.insights.web_json import money_text
 from services.projector.app import start_projector, stop_projector
 from services.projector.config import ProjectorConfig
 

@@ -17,6 +17,7 @@ from closedloop.attribution.v1 import events_pb2 as attribution
 from closedloop.bus.streams import StreamSettings, provision_streams
 from closedloop.projections import discover
 from closedloop.projections.loader import EXTRA_ENV
+from closedloop.readmodels.revenue_by_channel import revenue
 from closedloop.testing.readside import (
     Scenario,
     ident,
@@ -28,7 +29,6 @@ from closedloop.testing.readside import (
 )
 from services.projector.app import start_projector, stop_projector
 from services.projector.config import ProjectorConfig
-from services.projector.projections.revenue_by_channel import revenue
 
 if TYPE_CHECKING:
     from closedloop.natsserver import NatsServer

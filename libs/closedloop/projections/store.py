@@ -23,7 +23,7 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy import event as sa_event
@@ -87,6 +87,13 @@ parked_events = sa.Table(
     sa.Column("headers", sa.Text, nullable=False),
     sa.Column("data", sa.LargeBinary, nullable=False),
 )
+
+
+class Tabled(Protocol):
+    """What declares a read model's tables: a projection, or its ReadModel."""
+
+    @property
+    def tables(self) -> tuple[sa.Table, ...]: ...
 
 
 @dataclass(frozen=True)
@@ -240,7 +247,7 @@ class ReadStore:
     # -- physical tables ------------------------------------------------------------
 
     def tables_for(
-        self, projection: type[Projection] | Projection, key: GenerationKey
+        self, projection: Tabled, key: GenerationKey
     ) -> dict[sa.Table, sa.Table]:
         """Template -> the table this generation fills, under its own name."""
         found = self._tables.get(key)

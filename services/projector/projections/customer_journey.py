@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-import sqlalchemy as sa
-
 from closedloop.consent.v1 import events_pb2 as consent_events
 from closedloop.consent.v1 import types_pb2 as consent_types
 from closedloop.deal.v1 import events_pb2 as deal_events
@@ -16,12 +14,31 @@ from closedloop.lead.v1 import types_pb2 as lead_types
 from closedloop.projections import ApplyContext, Event, Projection, ProjectionError
 from closedloop.projections.times import micros
 from closedloop.protobuf import enum_name
+from closedloop.readmodels.customer_journey import (
+    CONSENT_GRANTED,
+    CONSENT_WITHDRAWN,
+    DEAL_AMOUNT_UPDATED,
+    DEAL_LOST,
+    DEAL_OPENED,
+    DEAL_STAGE_CHANGED,
+    DEAL_WON,
+    EMAIL,
+    ERASED,
+    LEAD_CAPTURED,
+    LEADS_MERGED,
+    PREFERENCES_CHANGED,
+    READ_MODEL,
+    REVENUE_RECOGNIZED,
+    STAGE_CHANGED,
+    TOUCHPOINT,
+    VISITOR_IDENTIFIED,
+    entries,
+    identity,
+)
+from closedloop.readmodels.identity import LEAD, VISITOR
 from services.projector.projections.identity import (
-    LEAD,
-    VISITOR,
     Identity,
     channel_name,
-    identity_tables,
     interaction_name,
     recorded_us,
 )
@@ -32,56 +49,6 @@ if TYPE_CHECKING:
     from google.protobuf.message import Message
 
     from closedloop.common.v1.money_pb2 import Money
-
-VERSION = 2
-EMAIL = "email"
-
-metadata = sa.MetaData()
-identity = identity_tables("customer_journey", VERSION, metadata)
-
-#: One row per fact; the owner is the lead, visitor or email address it was
-#: recorded for, and the person is resolved through the identity tables on reading.
-#: Keyed by owner first: a journey is read by owner, and in SQLite the rows are then
-#: stored in that order (WITHOUT ROWID), one B-tree instead of a table and two
-#: indexes. An event always has the same owner, so the event id stays unique.
-entries = sa.Table(
-    f"customer_journey_entries_v{VERSION}",
-    metadata,
-    sa.Column("owner_kind", sa.String(8), primary_key=True),
-    sa.Column("owner_key", sa.String(256), primary_key=True),
-    sa.Column("entry_id", sa.String(80), primary_key=True),
-    sa.Column("kind", sa.String(32), nullable=False),
-    sa.Column("event_type", sa.String(120), nullable=False),
-    sa.Column("occurred_at_us", sa.BigInteger, nullable=False),
-    sa.Column("recorded_at_us", sa.BigInteger, nullable=False),
-    sa.Column("sequence", sa.BigInteger, nullable=False),
-    sa.Column("channel", sa.String(64), nullable=False, default=""),
-    sa.Column("campaign", sa.String(256), nullable=False, default=""),
-    sa.Column("stage", sa.String(32), nullable=False, default=""),
-    sa.Column("deal_id", sa.String(64), nullable=False, default=""),
-    sa.Column("amount_minor", sa.BigInteger, nullable=True),
-    sa.Column("currency", sa.String(3), nullable=False, default=""),
-    # Further non-personal fields as sorted JSON.
-    sa.Column("details", sa.Text, nullable=False, default="{}"),
-    sqlite_with_rowid=False,
-)
-
-#: Entry kinds; the names match closedloop.insights.v1.EntryKind without the prefix.
-TOUCHPOINT = "touchpoint"
-LEAD_CAPTURED = "lead_captured"
-VISITOR_IDENTIFIED = "visitor_identified"
-STAGE_CHANGED = "stage_changed"
-LEADS_MERGED = "leads_merged"
-DEAL_OPENED = "deal_opened"
-DEAL_STAGE_CHANGED = "deal_stage_changed"
-DEAL_AMOUNT_UPDATED = "deal_amount_updated"
-DEAL_WON = "deal_won"
-DEAL_LOST = "deal_lost"
-REVENUE_RECOGNIZED = "revenue_recognized"
-CONSENT_GRANTED = "consent_granted"
-CONSENT_WITHDRAWN = "consent_withdrawn"
-PREFERENCES_CHANGED = "preferences_changed"
-ERASED = "erased"
 
 
 def consent_name(enum: Any, prefix: str, number: int) -> str:
@@ -101,8 +68,8 @@ class CustomerJourney(Projection):
     also removes the email hash, so an erased person is found by lead id only.
     """
 
-    name = "customer_journey"
-    version = VERSION
+    name = READ_MODEL.name
+    version = READ_MODEL.version
     description = "a person's touchpoints, stages, consent, deals and revenue in order"
     handles = (
         lead_events.TouchpointRecorded,
@@ -127,7 +94,7 @@ class CustomerJourney(Projection):
         consent_events.PreferencesChanged,
         consent_events.SubjectErased,
     )
-    tables = (*identity.all(), entries)
+    tables = READ_MODEL.tables
 
     def apply(self, batch: Sequence[Event], ctx: ApplyContext) -> None:
         people = Identity.of(ctx, identity)

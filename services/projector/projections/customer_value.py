@@ -13,23 +13,23 @@ from closedloop.lead.v1 import events_pb2 as lead_events
 from closedloop.projections import ApplyContext, Event, Projection, ProjectionError
 from closedloop.projections.times import micros, month_of
 from closedloop.protobuf import enum_name
-from services.projector.projections.identity import (
-    VISITOR,
-    Identity,
-    Touch,
-    chunks,
-    identity_tables,
-    touch_row,
+from closedloop.readmodels.customer_value import (
+    BOUGHT,
+    EARNED,
+    READ_MODEL,
+    UNKNOWN,
+    customers,
+    deals,
+    identity,
+    monthly,
+    revenues,
 )
+from closedloop.readmodels.identity import VISITOR, Touch, chunks
+from services.projector.projections.identity import Identity, touch_row
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-VERSION = 1
-
-EARNED = "earned"
-BOUGHT = "bought"
-UNKNOWN = "unknown"
 #: Channels whose customers are bought (DOMAIN.md section 6): paid media and
 #: affiliates.
 BOUGHT_CHANNELS = frozenset(
@@ -38,54 +38,6 @@ BOUGHT_CHANNELS = frozenset(
 EARNED_CHANNELS = frozenset({"word_of_mouth"})
 #: A touch whose interaction is a referral came from a person who recommended us.
 EARNED_INTERACTIONS = frozenset({"referral"})
-
-metadata = sa.MetaData()
-identity = identity_tables("customer_value", VERSION, metadata)
-
-deals = sa.Table(
-    f"customer_value_deals_v{VERSION}",
-    metadata,
-    sa.Column("deal_id", sa.String(64), primary_key=True),
-    sa.Column("lead_id", sa.String(64), nullable=False),
-    sa.Column("won_at_us", sa.BigInteger, nullable=False),
-    sa.Index(f"ix_customer_value_deals_lead_v{VERSION}", "lead_id"),
-)
-
-revenues = sa.Table(
-    f"customer_value_revenue_v{VERSION}",
-    metadata,
-    sa.Column("revenue_id", sa.String(64), primary_key=True),
-    sa.Column("deal_id", sa.String(64), nullable=False),
-    sa.Column("lead_id", sa.String(64), nullable=False),
-    sa.Column("kind", sa.String(16), nullable=False),
-    sa.Column("currency", sa.String(3), nullable=False),
-    sa.Column("amount_minor", sa.BigInteger, nullable=False),
-    sa.Column("recognized_at_us", sa.BigInteger, nullable=False),
-    sa.Index(f"ix_customer_value_revenue_lead_v{VERSION}", "lead_id"),
-)
-
-#: The read model proper: one row per customer (a person with a won deal).
-customers = sa.Table(
-    f"customer_value_v{VERSION}",
-    metadata,
-    sa.Column("lead_id", sa.String(64), primary_key=True),
-    sa.Column("acquired_at_us", sa.BigInteger, nullable=False),
-    sa.Column("cohort_month", sa.String(7), nullable=False),
-    sa.Column("channel", sa.String(64), nullable=False),
-    sa.Column("interaction", sa.String(32), nullable=False),
-    sa.Column("acquisition", sa.String(8), nullable=False),
-)
-
-#: Recognised revenue per customer, month and currency (negative for churn).
-monthly = sa.Table(
-    f"customer_value_monthly_v{VERSION}",
-    metadata,
-    sa.Column("lead_id", sa.String(64), primary_key=True),
-    sa.Column("month", sa.String(7), primary_key=True),
-    sa.Column("currency", sa.String(3), primary_key=True),
-    sa.Column("amount_minor", sa.BigInteger, nullable=False),
-    sa.Index(f"ix_customer_value_monthly_month_v{VERSION}", "month"),
-)
 
 
 def acquisition_of(first: Touch | None) -> str:
@@ -114,8 +66,8 @@ class CustomerValue(Projection):
     renewal, expansion, and negative contraction and churn), by business time.
     """
 
-    name = "customer_value"
-    version = VERSION
+    name = READ_MODEL.name
+    version = READ_MODEL.version
     description = "recognised revenue per customer and month; earned vs bought"
     handles = (
         lead_events.TouchpointRecorded,
@@ -126,7 +78,7 @@ class CustomerValue(Projection):
         deal_events.DealWon,
         deal_events.RevenueRecognized,
     )
-    tables = (*identity.all(), deals, revenues, customers, monthly)
+    tables = READ_MODEL.tables
 
     def apply(self, batch: Sequence[Event], ctx: ApplyContext) -> None:
         ids = Identity.of(ctx, identity)

@@ -12,21 +12,20 @@ from closedloop.deal.v1 import events_pb2 as deal_events
 from closedloop.lead.v1 import events_pb2 as lead_events
 from closedloop.projections import ApplyContext, Event, Projection, ProjectionError
 from closedloop.projections.times import micros
-from services.projector.projections.identity import (
-    VISITOR,
-    Identity,
-    Person,
-    Touch,
-    chunks,
-    identity_tables,
-    least,
-    touch_row,
+from closedloop.readmodels.funnel_by_channel import (
+    READ_MODEL,
+    deals,
+    identity,
+    people,
+    stages,
+    visitors,
 )
+from closedloop.readmodels.identity import VISITOR, Person, Touch, chunks
+from services.projector.projections.identity import Identity, least, touch_row
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-VERSION = 1
 UNATTRIBUTED = "unattributed"
 #: Touches more than this long before the lead was created do not count (DOMAIN 4.1).
 LOOKBACK_US = 90 * 86_400 * 1_000_000
@@ -34,61 +33,6 @@ LOOKBACK_US = 90 * 86_400 * 1_000_000
 MQL = "mql"
 SAL = "sal"
 OPPORTUNITY = "opportunity"
-
-metadata = sa.MetaData()
-identity = identity_tables("funnel_by_channel", VERSION, metadata)
-
-#: The first time each lead reached a stage (MQL, SAL, opportunity).
-stages = sa.Table(
-    f"funnel_by_channel_stages_v{VERSION}",
-    metadata,
-    sa.Column("lead_id", sa.String(64), primary_key=True),
-    sa.Column("stage", sa.String(16), primary_key=True),
-    sa.Column("first_at_us", sa.BigInteger, nullable=False),
-)
-
-deals = sa.Table(
-    f"funnel_by_channel_deals_v{VERSION}",
-    metadata,
-    sa.Column("deal_id", sa.String(64), primary_key=True),
-    sa.Column("lead_id", sa.String(64), nullable=False),
-    sa.Column("opened_at_us", sa.BigInteger, nullable=True),
-    sa.Column("won_at_us", sa.BigInteger, nullable=True),
-    sa.Column("won_minor", sa.BigInteger, nullable=True),
-    sa.Column("currency", sa.String(3), nullable=False, default=""),
-    sa.Index(f"ix_funnel_by_channel_deals_lead_v{VERSION}", "lead_id"),
-)
-
-#: The read model proper: one row per person (surviving lead) once captured.
-people = sa.Table(
-    f"funnel_by_channel_v{VERSION}",
-    metadata,
-    sa.Column("lead_id", sa.String(64), primary_key=True),
-    sa.Column("created_at_us", sa.BigInteger, nullable=False),
-    sa.Column("first_channel", sa.String(64), nullable=False),
-    sa.Column("last_channel", sa.String(64), nullable=False),
-    sa.Column("mql_at_us", sa.BigInteger, nullable=True),
-    sa.Column("sal_at_us", sa.BigInteger, nullable=True),
-    sa.Column("opportunity_at_us", sa.BigInteger, nullable=True),
-    sa.Column("won_at_us", sa.BigInteger, nullable=True),
-    sa.Column("disqualified", sa.Boolean, nullable=False),
-    # {"USD": minor units, ...}: the person's won deals.
-    sa.Column("won_revenue", sa.Text, nullable=False),
-    sa.Index(f"ix_funnel_by_channel_created_v{VERSION}", "created_at_us"),
-)
-
-#: Anonymous visitors, for the top of the funnel.
-visitors = sa.Table(
-    f"funnel_by_channel_visitors_v{VERSION}",
-    metadata,
-    sa.Column("anonymous_id", sa.String(256), primary_key=True),
-    sa.Column("first_at_us", sa.BigInteger, nullable=False),
-    sa.Column("first_channel", sa.String(64), nullable=False),
-    # The last touch before identification (or the last one, if never identified).
-    sa.Column("last_channel", sa.String(64), nullable=False),
-    sa.Column("identified", sa.Boolean, nullable=False),
-    sa.Index(f"ix_funnel_by_channel_visitors_first_v{VERSION}", "first_at_us"),
-)
 
 
 class FunnelByChannel(Projection):
@@ -104,8 +48,8 @@ class FunnelByChannel(Projection):
     from its first time: leaving and re-entering does not move a lead's cohort.
     """
 
-    name = "funnel_by_channel"
-    version = VERSION
+    name = READ_MODEL.name
+    version = READ_MODEL.version
     description = "per-person funnel stages by first and last-touch channel"
     handles = (
         lead_events.TouchpointRecorded,
@@ -121,7 +65,7 @@ class FunnelByChannel(Projection):
         deal_events.DealOpened,
         deal_events.DealWon,
     )
-    tables = (*identity.all(), stages, deals, people, visitors)
+    tables = READ_MODEL.tables
 
     def apply(  # noqa: C901, PLR0912, PLR0915 - a branch per event type
         self, batch: Sequence[Event], ctx: ApplyContext

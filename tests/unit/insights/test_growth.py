@@ -6,8 +6,9 @@ from dataclasses import dataclass
 
 import pytest
 
-from services.insights.queries import Window, _growth
-from services.projector.projections.customer_value import BOUGHT, EARNED
+from closedloop.readmodels.customer_value import BOUGHT, EARNED
+from services.insights.queries.customer_value import _growth
+from services.insights.queries.periods import Window
 
 START = 1_000  # the period starts here (microseconds); last period before it
 

@@ -5,15 +5,7 @@ from __future__ import annotations
 import pytest
 
 from closedloop.consent.v1 import types_pb2 as c
-from closedloop.testing.readside import (
-    Scenario,
-    apply_events,
-    ident,
-    scripted_quarter,
-    snapshot,
-    subject_of_lead,
-)
-from services.projector.projections.consent_status import (
+from closedloop.readmodels.consent_status import (
     ERASED,
     GRANTED,
     NOT_OPTED,
@@ -22,11 +14,19 @@ from services.projector.projections.consent_status import (
     PENDING,
     WITHDRAWN,
     Change,
-    ConsentStatus,
     changes,
     decide,
     states,
 )
+from closedloop.testing.readside import (
+    Scenario,
+    apply_events,
+    ident,
+    scripted_quarter,
+    snapshot,
+    subject_of_lead,
+)
+from services.projector.projections.consent_status import ConsentStatus
 
 DAY = 86_400_000_000
 

@@ -7,6 +7,7 @@ import pytest
 from closedloop.errors import NotFound
 from closedloop.identity import email_digest
 from closedloop.insights.v1 import insights_service_pb2 as pb
+from closedloop.readmodels.customer_journey import identity
 from closedloop.testing.readside import (
     SECRET_KEY,
     apply_events,
@@ -14,11 +15,9 @@ from closedloop.testing.readside import (
     scripted_quarter,
     snapshot,
 )
-from services.insights.queries import customer_journey_of
-from services.projector.projections.customer_journey import (
-    CustomerJourney,
-    identity,
-)
+from services.insights.queries.customer_journey import customer_journey_of
+from services.insights.wire import journey_response
+from services.projector.projections.customer_journey import CustomerJourney
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +30,8 @@ def built() -> tuple[object, ...]:
 def journey(built: tuple[object, ...], **kwargs: str) -> pb.GetCustomerJourneyResponse:
     store, key, projection = built
     with store.read() as conn:  # type: ignore[attr-defined]
-        return customer_journey_of(conn, store.tables_for(projection, key), **kwargs)  # type: ignore[attr-defined]
+        found = customer_journey_of(conn, store.tables_for(projection, key), **kwargs)  # type: ignore[attr-defined]
+    return journey_response(found)
 
 
 def test_a_journey_runs_from_the_first_visit_to_the_renewal(

@@ -4,6 +4,14 @@ from __future__ import annotations
 
 import pytest
 
+from closedloop.readmodels.customer_value import (
+    BOUGHT,
+    EARNED,
+    UNKNOWN,
+    customers,
+    monthly,
+)
+from closedloop.readmodels.identity import Touch
 from closedloop.testing.readside import (
     apply_events,
     ident,
@@ -11,15 +19,9 @@ from closedloop.testing.readside import (
     snapshot,
 )
 from services.projector.projections.customer_value import (
-    BOUGHT,
-    EARNED,
-    UNKNOWN,
     CustomerValue,
     acquisition_of,
-    customers,
-    monthly,
 )
-from services.projector.projections.identity import Touch
 
 
 def touch(channel: str, interaction: str = "page_view") -> Touch:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from closedloop.lead.v1 import types_pb2 as lead_types
 from closedloop.projections.times import micros_of
+from closedloop.readmodels.funnel_by_channel import people, visitors
 from closedloop.testing.readside import (
     Scenario,
     apply_events,
@@ -12,11 +13,7 @@ from closedloop.testing.readside import (
     scripted_quarter,
     snapshot,
 )
-from services.projector.projections.funnel_by_channel import (
-    FunnelByChannel,
-    people,
-    visitors,
-)
+from services.projector.projections.funnel_by_channel import FunnelByChannel
 
 
 def us(day: str) -> int:

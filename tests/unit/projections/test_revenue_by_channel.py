@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from closedloop.attribution.v1 import events_pb2 as attribution
 from closedloop.projections import GenerationKey, ReadStore
+from closedloop.readmodels.revenue_by_channel import revenue, spend_by_month
 from closedloop.testing.readside import (
     Scenario,
     apply_events,
@@ -15,8 +16,6 @@ from closedloop.testing.readside import (
 from services.projector.projections.revenue_by_channel import (
     RevenueByChannel,
     customer_shares,
-    revenue,
-    spend_by_month,
 )
 
 LINEAR = "linear(lookback=7776000s)"
