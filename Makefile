@@ -40,6 +40,7 @@ $(PROTO_STAMP): $(STAMP) $(PROTO_FILES)
 
 lint: typecheck
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	$(BIN)/ruff format --check .
 	cd protos && ../$(BIN)/buf lint
 
