@@ -2,7 +2,8 @@
 
 Every case is one valid request with a single thing wrong. Each must fail with the
 documented status code, name the offending field (INVALID_ARGUMENT: in the details and
-in the `closedloop-field` trailer), never leak a Python traceback, and write no event.
+in the first google.rpc.BadRequest violation), never leak a Python traceback, and write
+no event.
 """
 
 from __future__ import annotations
@@ -708,6 +709,52 @@ async def test_bad_request_is_refused_and_records_nothing(
     consent: Running, case: Case
 ) -> None:
     await _refused(consent, case)
+
+
+@pytest.mark.parametrize(
+    ("method", "request_", "every"),
+    [
+        pytest.param(
+            "GrantConsent",
+            _grant(subject_id="", purpose=0, evidence=_evidence(detail="x" * 2001)),
+            ("subject_id", "purpose", "evidence.detail"),
+            id="grant",
+        ),
+        pytest.param(
+            "SetPreferences",
+            _preferences(
+                preferences=[
+                    _channel_preferences(channel=0, topics=["news", ""], frequency=0)
+                ]
+            ),
+            (
+                "preferences[0].channel",
+                "preferences[0].topics[1]",
+                "preferences[0].frequency",
+            ),
+            id="preferences",
+        ),
+        pytest.param(
+            "CheckConsent",
+            _check(subject_id="someone", purpose=0, at=_ts(LONG_AGO)),
+            ("subject_id", "purpose", "at"),
+            id="check",
+        ),
+    ],
+)
+async def test_every_bad_field_of_a_request_is_listed(
+    consent: Running, method: str, request_: Any, every: tuple[str, ...]
+) -> None:
+    """One refusal lists each bad field; the message stays the first one's."""
+    await assert_refused(
+        consent.service.store,
+        consent.stub,
+        method,
+        request_,
+        code=INVALID,
+        field=every[0],
+        every=every,
+    )
 
 
 async def test_refused_subjects_are_unchanged(consent: Running) -> None:

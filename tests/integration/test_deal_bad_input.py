@@ -3,7 +3,8 @@
 The deal service runs beside a real lead service, which it asks before opening a deal.
 Every case is one valid request with a single thing wrong. Each must fail with the
 documented status code, name the offending field (INVALID_ARGUMENT: in the details and
-in the `closedloop-field` trailer), never leak a Python traceback, and write no event.
+in the first google.rpc.BadRequest violation), never leak a Python traceback, and write
+no event.
 """
 
 from __future__ import annotations
@@ -866,6 +867,49 @@ async def test_bad_request_is_refused_and_records_nothing(
     deal: Running, case: Case
 ) -> None:
     await _refused(deal, case)
+
+
+@pytest.mark.parametrize(
+    ("method", "request_", "every"),
+    [
+        pytest.param(
+            "OpenDeal",
+            lambda _: _open(
+                lead_id="lead-42", amount=_usd(-1), idempotency_key="k" * 201
+            ),
+            ("lead_id", "amount.minor_units", "idempotency_key"),
+            id="open",
+        ),
+        pytest.param(
+            "WinDeal",
+            lambda _: _win("", amount=_usd(1, "ZZZ"), closed_at=_year(1980)),
+            ("deal_id", "amount.currency", "closed_at"),
+            id="win",
+        ),
+        pytest.param(
+            "RecordRevenue",
+            lambda ids: _revenue(ids.won_deal, kind=0, occurred_at=_future()),
+            ("kind", "occurred_at"),
+            id="revenue",
+        ),
+    ],
+)
+async def test_every_bad_field_of_a_request_is_listed(
+    deal: Running,
+    method: str,
+    request_: Callable[[Ids], Any],
+    every: tuple[str, ...],
+) -> None:
+    """One refusal lists each bad field; the message stays the first one's."""
+    await assert_refused(
+        deal.service.store,
+        deal.stub,
+        method,
+        request_(deal.ids),
+        code=INVALID,
+        field=every[0],
+        every=every,
+    )
 
 
 async def test_refused_deals_are_unchanged(deal: Running) -> None:

@@ -2,7 +2,8 @@
 
 Every case is one valid request with a single thing wrong. Each must fail with the
 documented status code, name the offending field (INVALID_ARGUMENT: in the details and
-in the `closedloop-field` trailer), never leak a Python traceback, and write no event.
+in the first google.rpc.BadRequest violation), never leak a Python traceback, and write
+no event.
 """
 
 from __future__ import annotations
@@ -564,6 +565,51 @@ async def test_bad_request_is_refused_and_records_nothing(
     lead: Running, case: Case
 ) -> None:
     await _refused(lead, case)
+
+
+@pytest.mark.parametrize(
+    ("method", "request_", "every"),
+    [
+        pytest.param(
+            "CaptureLead",
+            pb.CaptureLeadRequest(
+                email="not-an-email", name="bell\x07", idempotency_key="k" * 201
+            ),
+            ("email", "name", "idempotency_key"),
+            id="capture",
+        ),
+        pytest.param(
+            "RecordTouchpoint",
+            pb.RecordTouchpointRequest(
+                anonymous_id=ANONYMOUS_ID,
+                channel=999,  # type: ignore[arg-type]
+                interaction=999,  # type: ignore[arg-type]
+                attributes={"": "empty key"},
+            ),
+            ("channel", "interaction", "attributes.key"),
+            id="touchpoint",
+        ),
+        pytest.param(
+            "MergeLeads",
+            pb.MergeLeadsRequest(surviving_lead_id="lead 1", merged_lead_id="lead 2"),
+            ("surviving_lead_id", "merged_lead_id"),
+            id="merge",
+        ),
+    ],
+)
+async def test_every_bad_field_of_a_request_is_listed(
+    lead: Running, method: str, request_: Any, every: tuple[str, ...]
+) -> None:
+    """One refusal lists each bad field; the message stays the first one's."""
+    await assert_refused(
+        lead.service.store,
+        lead.stub,
+        method,
+        request_,
+        code=INVALID,
+        field=every[0],
+        every=every,
+    )
 
 
 async def test_refused_leads_are_unchanged(lead: Running) -> None:
