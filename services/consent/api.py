@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from closedloop.consent.v1 import consent_service_pb2 as pb
 from closedloop.consent.v1 import consent_service_pb2_grpc, types_pb2
-from closedloop.grpckit import request_meta
+from closedloop.grpckit import paging, request_meta
 from closedloop.grpckit import validation as check
 from closedloop.identity import normalize_email
 from closedloop.protobuf import timestamp
@@ -17,6 +17,7 @@ from services.consent.application import (
     Consents,
     EraseSubject,
     GrantConsent,
+    History,
     RecordGlobalPrivacyControl,
     SetPreferences,
     Subject,
@@ -25,8 +26,11 @@ from services.consent.application import (
 from services.consent.domain import (
     SCOPES,
     ChannelPreferences,
+    ConsentChange,
     Evidence,
     LegalBasis,
+    PreferenceChange,
+    history_order,
 )
 from services.consent.wire import (
     CHANNEL,
@@ -187,17 +191,22 @@ class ConsentServicer(consent_service_pb2_grpc.ConsentServiceServicer):
     ) -> pb.GetConsentHistoryResponse:
         with check.every_violation():
             subject = _subject(request)
+            page = paging.page_request(request)
         history = await self.consents.executor.query(
             lambda: self.consents.get_consent_history(subject)
         )
-        return pb.GetConsentHistoryResponse(
-            subject_aggregate_ids=[str(i) for i in history.subject_aggregate_ids],
-            changes=[change_message(c) for c in history.changes],
-            preference_changes=[
-                preference_change_message(p) for p in history.preference_changes
-            ],
-            erasures=[change_message(e) for e in history.erasures],
+        response = pb.GetConsentHistoryResponse(
+            subject_aggregate_ids=[str(i) for i in history.subject_aggregate_ids]
         )
+        entries = page.of(_history_entries(history))
+        for field, entry in entries.items:
+            getattr(response, field).append(
+                preference_change_message(entry)
+                if isinstance(entry, PreferenceChange)
+                else change_message(entry)
+            )
+        response.next_page_token = entries.next_page_token
+        return response
 
     async def EraseSubject(  # noqa: N802
         self, request: pb.EraseSubjectRequest, context: grpc.aio.ServicerContext
@@ -236,6 +245,22 @@ def _subject(request: _AboutSubject) -> Subject:
         lead_id = check.NIL_ID
     email = check.email("email", request.email, required=False)
     return Subject(lead_id=lead_id, email=normalize_email(email) if email else "")
+
+
+def _history_entries(
+    history: History,
+) -> list[tuple[str, ConsentChange | PreferenceChange]]:
+    """The whole history as the one sequence pages cut, in history order.
+
+    Each entry comes with the name of the response's list it goes into.
+    """
+    entries: list[tuple[str, ConsentChange | PreferenceChange]] = [
+        *(("changes", c) for c in history.changes),
+        *(("preference_changes", p) for p in history.preference_changes),
+        *(("erasures", e) for e in history.erasures),
+    ]
+    entries.sort(key=lambda entry: history_order(entry[1]))
+    return entries
 
 
 def _enum(

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from closedloop.deal.v1 import deal_service_pb2 as pb
 from closedloop.deal.v1 import deal_service_pb2_grpc, types_pb2
-from closedloop.grpckit import request_meta
+from closedloop.grpckit import paging, request_meta
 from closedloop.grpckit import validation as check
 from services.deal.application import (
     ChangeDealStage,
@@ -183,11 +183,17 @@ class DealServicer(deal_service_pb2_grpc.DealServiceServicer):
     async def ListDealsForLead(  # noqa: N802
         self, request: pb.ListDealsForLeadRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListDealsForLeadResponse:
-        lead_id = check.required_id("lead_id", request.lead_id)
+        with check.every_violation():
+            lead_id = check.required_id("lead_id", request.lead_id)
+            page = paging.page_request(request)
         deals = await self.deals.executor.query(
             lambda: self.deals.list_deals_for_lead(lead_id)
         )
-        return pb.ListDealsForLeadResponse(deals=[deal_message(d) for d in deals])
+        listed = page.of(deals)
+        return pb.ListDealsForLeadResponse(
+            deals=[deal_message(d) for d in listed.items],
+            next_page_token=listed.next_page_token,
+        )
 
 
 def _expected_close_at(request: pb.OpenDealRequest) -> datetime | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from closedloop.grpckit import request_meta
+from closedloop.grpckit import paging, request_meta
 from closedloop.grpckit import validation as check
 from closedloop.lead.v1 import lead_service_pb2 as pb
 from closedloop.lead.v1 import lead_service_pb2_grpc, types_pb2
@@ -199,13 +199,17 @@ class LeadServicer(lead_service_pb2_grpc.LeadServiceServicer):
     async def GetJourney(  # noqa: N802
         self, request: pb.GetJourneyRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetJourneyResponse:
-        lead_id = check.required_id("lead_id", request.lead_id)
+        with check.every_violation():
+            lead_id = check.required_id("lead_id", request.lead_id)
+            page = paging.page_request(request)
         lead, touchpoints = await self.leads.executor.query(
             lambda: self.leads.get_journey(lead_id)
         )
+        journey = page.of(touchpoints)
         return pb.GetJourneyResponse(
             lead_id=str(lead.id),
-            touchpoints=[touchpoint_message(t) for t in touchpoints],
+            touchpoints=[touchpoint_message(t) for t in journey.items],
+            next_page_token=journey.next_page_token,
         )
 
     async def FindLeadByEmail(  # noqa: N802

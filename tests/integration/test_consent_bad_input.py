@@ -21,6 +21,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from closedloop.config import ServiceConfig
 from closedloop.consent.v1 import consent_service_pb2 as pb
 from closedloop.consent.v1 import consent_service_pb2_grpc, types_pb2
+from closedloop.grpckit.paging import every_page
 from closedloop.testing.refusals import assert_refused
 from services.consent.__main__ import bootstrap
 
@@ -671,6 +672,27 @@ CASES = [
         lambda **f: pb.GetConsentHistoryRequest(**{"subject_id": KNOWN_LEAD_ID, **f}),
         "history",
     ),
+    pytest.param(
+        Case(
+            "GetConsentHistory",
+            lambda: pb.GetConsentHistoryRequest(subject_id=KNOWN_LEAD_ID, page_size=-1),
+            INVALID,
+            "page_size",
+        ),
+        id="history-negative-page-size",
+    ),
+    pytest.param(
+        Case(
+            "GetConsentHistory",
+            lambda: pb.GetConsentHistoryRequest(
+                subject_id=KNOWN_LEAD_ID,
+                page_token="bm90IGEgdG9rZW4",  # noqa: S106 - a page token
+            ),
+            INVALID,
+            "page_token",
+        ),
+        id="history-junk-page-token",
+    ),
     # EraseSubject
     *_subject_cases(
         "EraseSubject",
@@ -797,3 +819,35 @@ async def test_refused_subjects_are_unchanged(consent: Running) -> None:
     assert answer.allowed is False
     assert answer.state == types_pb2.CONSENT_STATE_OPTED_OUT
     assert answer.decided_by.kind == types_pb2.CHANGE_KIND_ERASED
+
+
+async def test_the_history_comes_a_page_at_a_time(consent: Running) -> None:
+    """Pages of any size add up to the whole history, each list in its order."""
+    whole = await consent.stub.GetConsentHistory(
+        pb.GetConsentHistoryRequest(subject_id=KNOWN_LEAD_ID, email=KNOWN_EMAIL)
+    )
+    entries = len(whole.changes) + len(whole.preference_changes) + len(whole.erasures)
+    assert entries == 8
+    assert whole.next_page_token == ""
+    for page_size in (1, 3):
+        pages = [
+            page
+            async for page in every_page(
+                lambda token, size=page_size: consent.stub.GetConsentHistory(  # type: ignore[misc]
+                    pb.GetConsentHistoryRequest(
+                        subject_id=KNOWN_LEAD_ID,
+                        email=KNOWN_EMAIL,
+                        page_size=size,
+                        page_token=token,
+                    )
+                )
+            )
+        ]
+        assert len(pages) == -(-entries // page_size)
+        for page in pages:
+            assert page.subject_aggregate_ids == whole.subject_aggregate_ids
+            assert len(page.changes) + len(page.preference_changes) <= page_size
+        assert [c for p in pages for c in p.changes] == list(whole.changes)
+        assert [c for p in pages for c in p.preference_changes] == list(
+            whole.preference_changes
+        )

@@ -23,6 +23,7 @@ from closedloop.common.v1.money_pb2 import Money
 from closedloop.config import ServiceConfig
 from closedloop.deal.v1 import deal_service_pb2 as pb
 from closedloop.deal.v1 import deal_service_pb2_grpc, types_pb2
+from closedloop.grpckit.paging import every_page
 from closedloop.lead.v1 import lead_service_pb2 as lead_pb
 from closedloop.lead.v1 import lead_service_pb2_grpc
 from closedloop.lead.v1 import types_pb2 as lead_types
@@ -840,6 +841,23 @@ CASES = [
         INVALID,
         "lead_id",
     ),
+    case(
+        "list-negative-page-size",
+        "ListDealsForLead",
+        lambda ids: pb.ListDealsForLeadRequest(lead_id=ids.lead, page_size=-1),
+        INVALID,
+        "page_size",
+    ),
+    case(
+        "list-junk-page-token",
+        "ListDealsForLead",
+        lambda ids: pb.ListDealsForLeadRequest(
+            lead_id=ids.lead,
+            page_token="bm90IGEgdG9rZW4",  # noqa: S106 - a page token
+        ),
+        INVALID,
+        "page_token",
+    ),
 ]
 
 
@@ -945,3 +963,26 @@ async def test_a_lead_without_deals_lists_none(deal: Running) -> None:
     ids = [d.deal_id for d in listed.deals]
     for deal_id in (deal.ids.open_deal, deal.ids.won_deal, deal.ids.lost_deal):
         assert deal_id in ids
+
+
+async def test_the_deals_of_a_lead_come_a_page_at_a_time(deal: Running) -> None:
+    """Pages of any size add up to the whole list, in its order."""
+    whole = await deal.stub.ListDealsForLead(
+        pb.ListDealsForLeadRequest(lead_id=deal.ids.lead), timeout=10
+    )
+    assert len(whole.deals) >= 3
+    assert whole.next_page_token == ""
+    for page_size in (1, 2):
+        pages = [
+            page
+            async for page in every_page(
+                lambda token, size=page_size: deal.stub.ListDealsForLead(  # type: ignore[misc]
+                    pb.ListDealsForLeadRequest(
+                        lead_id=deal.ids.lead, page_size=size, page_token=token
+                    ),
+                    timeout=10,
+                )
+            )
+        ]
+        assert len(pages) == -(-len(whole.deals) // page_size)
+        assert [d for p in pages for d in p.deals] == list(whole.deals)

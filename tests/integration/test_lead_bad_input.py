@@ -19,6 +19,7 @@ import pytest_asyncio
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from closedloop.config import ServiceConfig
+from closedloop.grpckit.paging import every_page
 from closedloop.lead.v1 import lead_service_pb2 as pb
 from closedloop.lead.v1 import lead_service_pb2_grpc, types_pb2
 from closedloop.testing.refusals import assert_refused
@@ -519,6 +520,27 @@ CASES = [
         ),
         id="journey-unknown-lead",
     ),
+    pytest.param(
+        Case(
+            "GetJourney",
+            lambda leads: pb.GetJourneyRequest(lead_id=leads.known, page_size=-1),
+            INVALID,
+            "page_size",
+        ),
+        id="journey-negative-page-size",
+    ),
+    pytest.param(
+        Case(
+            "GetJourney",
+            lambda leads: pb.GetJourneyRequest(
+                lead_id=leads.known,
+                page_token="bm90IGEgdG9rZW4",  # noqa: S106 - a page token
+            ),
+            INVALID,
+            "page_token",
+        ),
+        id="journey-junk-page-token",
+    ),
     # FindLeadByEmail
     pytest.param(
         Case(
@@ -621,3 +643,39 @@ async def test_refused_leads_are_unchanged(lead: Running) -> None:
     assert known.lead.merged_lead_ids == []
     assert list(known.lead.anonymous_ids) == []
     assert gone.lead.stage == types_pb2.LEAD_STAGE_DISQUALIFIED
+
+
+async def test_the_journey_comes_a_page_at_a_time(lead: Running) -> None:
+    """Pages of any size add up to the whole journey, in its order."""
+    anonymous_id = "visitor-paged"
+    for days in (5, 1, 4, 2, 3):
+        await lead.stub.RecordTouchpoint(
+            _touch(
+                anonymous_id=anonymous_id,
+                occurred_at=_ts(datetime.now(UTC) - timedelta(days=days)),
+            ),
+            timeout=10,
+        )
+    captured = await lead.stub.CaptureLead(
+        pb.CaptureLeadRequest(email="paged@example.com", anonymous_id=anonymous_id),
+        timeout=10,
+    )
+    request = pb.GetJourneyRequest(lead_id=captured.lead.lead_id)
+    whole = await lead.stub.GetJourney(request, timeout=10)
+    assert len(whole.touchpoints) == 5
+    assert whole.next_page_token == ""
+    for page_size in (1, 2, 5):
+        pages = [
+            page
+            async for page in every_page(
+                lambda token, size=page_size: lead.stub.GetJourney(  # type: ignore[misc]
+                    pb.GetJourneyRequest(
+                        lead_id=captured.lead.lead_id, page_size=size, page_token=token
+                    ),
+                    timeout=10,
+                )
+            )
+        ]
+        assert len(pages) == -(-5 // page_size)
+        assert [t for p in pages for t in p.touchpoints] == list(whole.touchpoints)
+        assert {p.lead_id for p in pages} == {whole.lead_id}
