@@ -21,7 +21,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from closedloop.config import ServiceConfig
 from closedloop.consent.v1 import consent_service_pb2 as pb
 from closedloop.consent.v1 import consent_service_pb2_grpc, types_pb2
-from closedloop.grpckit.paging import every_page
+from closedloop.testing.pages import pages_of
 from closedloop.testing.refusals import assert_refused
 from services.consent.__main__ import bootstrap
 
@@ -829,20 +829,20 @@ async def test_the_history_comes_a_page_at_a_time(consent: Running) -> None:
     entries = len(whole.changes) + len(whole.preference_changes) + len(whole.erasures)
     assert entries == 8
     assert whole.next_page_token == ""
-    for page_size in (1, 3):
-        pages = [
-            page
-            async for page in every_page(
-                lambda token, size=page_size: consent.stub.GetConsentHistory(  # type: ignore[misc]
-                    pb.GetConsentHistoryRequest(
-                        subject_id=KNOWN_LEAD_ID,
-                        email=KNOWN_EMAIL,
-                        page_size=size,
-                        page_token=token,
-                    )
-                )
+
+    async def history(page_size: int, token: str) -> pb.GetConsentHistoryResponse:
+        page: pb.GetConsentHistoryResponse = await consent.stub.GetConsentHistory(
+            pb.GetConsentHistoryRequest(
+                subject_id=KNOWN_LEAD_ID,
+                email=KNOWN_EMAIL,
+                page_size=page_size,
+                page_token=token,
             )
-        ]
+        )
+        return page
+
+    for page_size in (1, 3):
+        pages = await pages_of(history, page_size)
         assert len(pages) == -(-entries // page_size)
         for page in pages:
             assert page.subject_aggregate_ids == whole.subject_aggregate_ids

@@ -23,10 +23,10 @@ from closedloop.common.v1.money_pb2 import Money
 from closedloop.config import ServiceConfig
 from closedloop.deal.v1 import deal_service_pb2 as pb
 from closedloop.deal.v1 import deal_service_pb2_grpc, types_pb2
-from closedloop.grpckit.paging import every_page
 from closedloop.lead.v1 import lead_service_pb2 as lead_pb
 from closedloop.lead.v1 import lead_service_pb2_grpc
 from closedloop.lead.v1 import types_pb2 as lead_types
+from closedloop.testing.pages import pages_of
 from closedloop.testing.refusals import assert_refused
 from services.deal.__main__ import bootstrap as deal_bootstrap
 from services.lead.__main__ import bootstrap as lead_bootstrap
@@ -972,17 +972,17 @@ async def test_the_deals_of_a_lead_come_a_page_at_a_time(deal: Running) -> None:
     )
     assert len(whole.deals) >= 3
     assert whole.next_page_token == ""
+
+    async def listed(page_size: int, token: str) -> pb.ListDealsForLeadResponse:
+        page: pb.ListDealsForLeadResponse = await deal.stub.ListDealsForLead(
+            pb.ListDealsForLeadRequest(
+                lead_id=deal.ids.lead, page_size=page_size, page_token=token
+            ),
+            timeout=10,
+        )
+        return page
+
     for page_size in (1, 2):
-        pages = [
-            page
-            async for page in every_page(
-                lambda token, size=page_size: deal.stub.ListDealsForLead(  # type: ignore[misc]
-                    pb.ListDealsForLeadRequest(
-                        lead_id=deal.ids.lead, page_size=size, page_token=token
-                    ),
-                    timeout=10,
-                )
-            )
-        ]
+        pages = await pages_of(listed, page_size)
         assert len(pages) == -(-len(whole.deals) // page_size)
         assert [d for p in pages for d in p.deals] == list(whole.deals)

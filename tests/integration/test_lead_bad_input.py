@@ -19,9 +19,9 @@ import pytest_asyncio
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from closedloop.config import ServiceConfig
-from closedloop.grpckit.paging import every_page
 from closedloop.lead.v1 import lead_service_pb2 as pb
 from closedloop.lead.v1 import lead_service_pb2_grpc, types_pb2
+from closedloop.testing.pages import pages_of
 from closedloop.testing.refusals import assert_refused
 from services.lead.__main__ import bootstrap
 
@@ -664,18 +664,18 @@ async def test_the_journey_comes_a_page_at_a_time(lead: Running) -> None:
     whole = await lead.stub.GetJourney(request, timeout=10)
     assert len(whole.touchpoints) == 5
     assert whole.next_page_token == ""
+
+    async def journey(page_size: int, token: str) -> pb.GetJourneyResponse:
+        page: pb.GetJourneyResponse = await lead.stub.GetJourney(
+            pb.GetJourneyRequest(
+                lead_id=captured.lead.lead_id, page_size=page_size, page_token=token
+            ),
+            timeout=10,
+        )
+        return page
+
     for page_size in (1, 2, 5):
-        pages = [
-            page
-            async for page in every_page(
-                lambda token, size=page_size: lead.stub.GetJourney(  # type: ignore[misc]
-                    pb.GetJourneyRequest(
-                        lead_id=captured.lead.lead_id, page_size=size, page_token=token
-                    ),
-                    timeout=10,
-                )
-            )
-        ]
+        pages = await pages_of(journey, page_size)
         assert len(pages) == -(-5 // page_size)
         assert [t for p in pages for t in p.touchpoints] == list(whole.touchpoints)
         assert {p.lead_id for p in pages} == {whole.lead_id}

@@ -52,7 +52,7 @@ class PagedResponse(Protocol):
     def next_page_token(self) -> str: ...
 
 
-R = TypeVar("R", bound=PagedResponse)
+ResponseT = TypeVar("ResponseT", bound=PagedResponse)
 
 
 @dataclass(frozen=True)
@@ -101,7 +101,9 @@ def page_request(
     return PageRequest(start=start, size=size, digest=digest)
 
 
-async def every_page(call: Callable[[str], Awaitable[R]]) -> AsyncIterator[R]:
+async def every_page(
+    call: Callable[[str], Awaitable[ResponseT]],
+) -> AsyncIterator[ResponseT]:
     """Every page of a list RPC in order: `call(token)` asks for the page of a token.
 
     The first call gets "", each next one the token the last response gave.
