@@ -31,8 +31,8 @@ class FieldViolation:
 class InvalidArgument(DomainError):  # noqa: N818 - reads as the status it maps to
     """Request fields are malformed; nothing was recorded.
 
-    Carries every violation found; the message, `field` and `description` are the
-    first one's, which is what a caller that reads only one expects.
+    Carries every violation found; the message and `field` are the first one's,
+    which is what a caller that reads only one expects.
     """
 
     def __init__(self, field: str, message: str) -> None:

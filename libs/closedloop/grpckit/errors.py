@@ -69,8 +69,12 @@ def field_violations(error: grpc.RpcError) -> tuple[FieldViolation, ...]:
     """The BadRequest field violations a failed call carries, none if it carries none.
 
     For clients: `error` is what a call raised (grpc.aio.AioRpcError or grpc.RpcError).
+    Details that contradict the call's own status (a proxy rewrote it) count as none.
     """
-    status = rpc_status.from_call(error)
+    try:
+        status = rpc_status.from_call(error)
+    except ValueError:
+        return ()
     if status is None:
         return ()
     violations: list[FieldViolation] = []
