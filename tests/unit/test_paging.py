@@ -32,6 +32,21 @@ def test_the_pages_hold_every_item_once_in_order() -> None:
     assert _pages([], page_size=3) == [[]]
 
 
+def test_a_page_read_by_sql_tells_a_next_page_by_one_row_more() -> None:
+    items = list(range(5))
+    first = paging.page_request(pb.GetJourneyRequest(lead_id=LEAD_ID, page_size=2))
+    page = first.read_from_start(items[first.start : first.start + first.limit])
+    assert (list(page.items), bool(page.next_page_token)) == ([0, 1], True)
+    last = paging.page_request(
+        pb.GetJourneyRequest(
+            lead_id=LEAD_ID, page_size=3, page_token=page.next_page_token
+        )
+    )
+    assert (last.start, last.limit) == (2, 4)
+    page = last.read_from_start(items[last.start : last.start + last.limit])
+    assert (list(page.items), page.next_page_token) == ([2, 3, 4], "")
+
+
 def test_no_size_means_the_default_and_a_large_one_the_maximum() -> None:
     items = list(range(2500))
     assert [len(p) for p in _pages(items)] == [100] * 25

@@ -15,8 +15,10 @@ business time) is not shown to that client on that walk, and the item it pushed
 along is shown twice.
 
 The servicer: `page = page_request(request)` among its checks (its refusals join the
-other violations), then `page.of(items)` on the whole ordered answer. A client:
-`async for response in every_page(lambda token: stub.List(...page_token=token))`.
+other violations), then `page.of(items)` on the whole ordered answer, or, where SQL
+reads it, `page.read_from_start(rows)` on `OFFSET page.start LIMIT page.limit`.
+A client: `async for response in every_page(lambda token: stub.List(...))`, each call
+with `page_token=token`.
 """
 
 from __future__ import annotations
@@ -73,9 +75,22 @@ class PageRequest:
 
     def of(self, items: Sequence[T]) -> Page[T]:
         """The page asked for, cut from the whole ordered answer `items`."""
-        end = self.start + self.size
-        next_token = _token(end, self.digest) if end < len(items) else ""
-        return Page(items[self.start : end], next_token)
+        return self.read_from_start(items[self.start : self.start + self.size + 1])
+
+    def read_from_start(self, rows: Sequence[T]) -> Page[T]:
+        """The page, from what a query read from `start` on, `limit` rows at most.
+
+        For answers read by SQL (`OFFSET start LIMIT limit`): the one row beyond the
+        page only tells that a next page exists.
+        """
+        more = len(rows) > self.size
+        next_token = _token(self.start + self.size, self.digest) if more else ""
+        return Page(rows[: self.size], next_token)
+
+    @property
+    def limit(self) -> int:
+        """Rows to read from `start`: the page, and one that tells if more follow."""
+        return self.size + 1
 
 
 def page_request(
