@@ -19,7 +19,7 @@ lock: $(STAMP)
 	$(PIP_COMPILE) --extra dev -c requirements/runtime.txt -o requirements/dev.txt pyproject.toml
 	$(PIP_COMPILE) -c requirements/dev.txt -o requirements/codegen.txt requirements/codegen.in
 
-.PHONY: install lock protos lint fmt typecheck test test-unit test-integration test-e2e run demo stop bench clean
+.PHONY: install lock protos release-protos lint fmt typecheck test test-unit test-integration test-e2e run demo stop bench clean
 
 install: $(STAMP)
 
@@ -38,11 +38,21 @@ $(PROTO_STAMP): $(STAMP) $(PROTO_FILES)
 		--mypy_grpc_out=libs $(PROTO_FILES)
 	touch $(PROTO_STAMP)
 
+# The API as last released, a buf image: `buf breaking` holds every change to it
+# additive. Cut a release with `make release-protos VERSION=v0.2.0`, then point
+# RELEASED_PROTOS at the new image.
+RELEASED_PROTOS := released/closedloop-v0.1.0.binpb
+
 lint: typecheck
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	$(BIN)/ruff format --check .
 	cd protos && ../$(BIN)/buf lint
+	cd protos && ../$(BIN)/buf breaking --against $(RELEASED_PROTOS)
+
+release-protos: $(STAMP)
+	test -n "$(VERSION)" || { echo "usage: make release-protos VERSION=v0.2.0"; exit 2; }
+	cd protos && ../$(BIN)/buf build -o released/closedloop-$(VERSION).binpb
 
 fmt: install
 	$(BIN)/ruff format .

@@ -6,6 +6,8 @@ to gRPC status codes in one place, so domain code never knows about transport.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 
 class DomainError(Exception):
     """Base of every error a command may raise on purpose."""
@@ -15,12 +17,36 @@ class DomainError(Exception):
         self.message = message
 
 
+@dataclass(frozen=True)
+class FieldViolation:
+    """One malformed request field and what is wrong with it."""
+
+    field: str
+    description: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.description}"
+
+
 class InvalidArgument(DomainError):  # noqa: N818 - reads as the status it maps to
-    """A request field is malformed; nothing was recorded."""
+    """Request fields are malformed; nothing was recorded.
+
+    Carries every violation found; the message and `field` are the first one's,
+    which is what a caller that reads only one expects.
+    """
 
     def __init__(self, field: str, message: str) -> None:
+        self.violations: tuple[FieldViolation, ...] = (FieldViolation(field, message),)
         super().__init__(f"{field}: {message}")
         self.field = field
+
+    @classmethod
+    def of(cls, violations: tuple[FieldViolation, ...]) -> InvalidArgument:
+        """One error for several violations, the first of them leading."""
+        first, *_ = violations
+        error = cls(first.field, first.description)
+        error.violations = violations
+        return error
 
 
 class NotFound(DomainError):  # noqa: N818

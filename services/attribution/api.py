@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import uuid
-from datetime import UTC, datetime
 from functools import partial
 from typing import TYPE_CHECKING
 
 from closedloop.attribution.v1 import attribution_service_pb2 as pb
 from closedloop.attribution.v1 import attribution_service_pb2_grpc
-from closedloop.errors import InvalidArgument
 from closedloop.grpckit import request_meta
 from closedloop.grpckit import validation as check
-from closedloop.money import Money
 from services.attribution.application import Attributions
 from services.attribution.facts import RecordSpend, SpendFilter
 from services.attribution.rules import (
@@ -33,6 +29,8 @@ from services.attribution.wire import (
 )
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     import grpc
     from google.protobuf.message import Message
 
@@ -52,8 +50,9 @@ class AttributionServicer(attribution_service_pb2_grpc.AttributionServiceService
     async def GetDealAttribution(  # noqa: N802 - gRPC method names
         self, request: pb.GetDealAttributionRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetDealAttributionResponse:
-        deal_id = _id("deal_id", request.deal_id)
-        model = check_model("model", request.model)
+        with check.every_violation():
+            deal_id = check.required_id("deal_id", request.deal_id)
+            model = check.kept(check_model, "model", request.model)
         view = await self.attributions.executor.query(
             partial(self.attributions.deal_attribution, deal_id, model)
         )
@@ -62,7 +61,7 @@ class AttributionServicer(attribution_service_pb2_grpc.AttributionServiceService
     async def CompareModels(  # noqa: N802
         self, request: pb.CompareModelsRequest, context: grpc.aio.ServicerContext
     ) -> pb.CompareModelsResponse:
-        deal_id = _id("deal_id", request.deal_id)
+        deal_id = check.required_id("deal_id", request.deal_id)
         views = await self.attributions.executor.query(
             partial(self.attributions.compare_models, deal_id)
         )
@@ -97,25 +96,27 @@ class AttributionServicer(attribution_service_pb2_grpc.AttributionServiceService
     async def RecordSpend(  # noqa: N802
         self, request: pb.RecordSpendRequest, context: grpc.aio.ServicerContext
     ) -> pb.RecordSpendResponse:
-        channel = check_channel("channel", request.channel)
-        campaign = check.text("campaign", request.campaign)
-        amount = check_spend_amount("amount", _money(request, "amount"))
-        period_start = _time(request, "period_start", required=True)
-        period_end = _time(request, "period_end", required=True)
-        assert period_start is not None  # noqa: S101 - required=True
-        assert period_end is not None  # noqa: S101
-        check_period(period_start, period_end)
-        cmd = RecordSpend(
-            channel=channel,
-            campaign=campaign,
-            amount=amount,
-            period_start=period_start,
-            period_end=period_end,
-            occurred_at=check.business_time(request, "occurred_at"),
-            idempotency_key=check.text(
-                "idempotency_key", request.idempotency_key, max_length=check.MAX_KEY
-            ),
-        )
+        with check.every_violation():
+            channel = check.kept(check_channel, "channel", request.channel)
+            campaign = check.text("campaign", request.campaign)
+            amount = check.kept(
+                check_spend_amount, "amount", check.money(request, "amount")
+            )
+            period_start = _time(request, "period_start", required=True)
+            period_end = _time(request, "period_end", required=True)
+            if period_start is not None and period_end is not None:
+                check_period(period_start, period_end)
+            cmd = RecordSpend(
+                channel=channel,
+                campaign=campaign,
+                amount=amount,
+                period_start=period_start or check.EARLIEST,
+                period_end=period_end or check.EARLIEST,
+                occurred_at=check.business_time(request, "occurred_at"),
+                idempotency_key=check.text(
+                    "idempotency_key", request.idempotency_key, max_length=check.MAX_KEY
+                ),
+            )
         spend, created = await self.attributions.record_spend(
             cmd, request_meta(context)
         )
@@ -124,19 +125,22 @@ class AttributionServicer(attribution_service_pb2_grpc.AttributionServiceService
     async def ListSpend(  # noqa: N802
         self, request: pb.ListSpendRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListSpendResponse:
-        channel = (
-            check_channel("channel", request.channel) if request.channel.strip() else ""
-        )
-        start = _time(request, "period_start")
-        end = _time(request, "period_end")
-        if start is not None and end is not None:
-            check_period(start, end)
-        spend_filter = SpendFilter(
-            channel=channel,
-            campaign=check.text("campaign", request.campaign),
-            start=start,
-            end=end,
-        )
+        with check.every_violation():
+            channel = (
+                check.kept(check_channel, "channel", request.channel)
+                if request.channel.strip()
+                else ""
+            )
+            start = _time(request, "period_start")
+            end = _time(request, "period_end")
+            if start is not None and end is not None:
+                check_period(start, end)
+            spend_filter = SpendFilter(
+                channel=channel,
+                campaign=check.text("campaign", request.campaign),
+                start=start,
+                end=end,
+            )
         spends = await self.attributions.executor.query(
             partial(self.attributions.list_spend, spend_filter)
         )
@@ -145,30 +149,10 @@ class AttributionServicer(attribution_service_pb2_grpc.AttributionServiceService
         )
 
 
-def _id(field: str, value: str) -> uuid.UUID:
-    found = check.identifier(field, value)
-    assert found is not None  # noqa: S101 - required=True guarantees it
-    return found
-
-
-def _money(request: Message, field: str) -> Money:
-    """The request's Money field; a required field left unset is INVALID_ARGUMENT."""
-    if not request.HasField(field):
-        raise InvalidArgument(field, "is required")
-    value = getattr(request, field)
-    return Money(value.minor_units, value.currency)
-
-
 def _time(request: Message, field: str, *, required: bool = False) -> datetime | None:
     """A period bound: any valid time from 1990 on (a period may lie ahead)."""
     if not request.HasField(field):
         if required:
-            raise InvalidArgument(field, "is required")
+            check.refuse(field, "is required")
         return None
-    try:
-        when: datetime = getattr(request, field).ToDatetime(tzinfo=UTC)
-    except (ValueError, OverflowError):
-        raise InvalidArgument(field, "is not a valid timestamp") from None
-    if when < check.EARLIEST:
-        raise InvalidArgument(field, "lies before 1990")
-    return when
+    return check.time_from_1990(field, getattr(request, field))

@@ -12,6 +12,7 @@ import grpc
 
 from closedloop.errors import Unavailable
 from closedloop.grpckit import CORRELATION_ID_KEY, TRACEPARENT_KEY
+from closedloop.grpckit.paging import MAX_PAGE_SIZE, every_page
 from closedloop.lead.v1 import lead_service_pb2 as lead_pb
 from closedloop.lead.v1 import lead_service_pb2_grpc, types_pb2
 from closedloop.protobuf import enum_name, to_datetime
@@ -28,6 +29,8 @@ log = logging.getLogger(__name__)
 LEAD_DEADLINE_SECONDS = 5.0
 #: The channel of a touch recorded without one the lead context knows.
 UNASSIGNED = "unassigned"
+#: Touchpoints per GetJourney call: the most a page holds, so most journeys take one.
+JOURNEY_PAGE_SIZE = MAX_PAGE_SIZE
 
 _CHANNEL_OPTIONS = (
     ("grpc.initial_reconnect_backoff_ms", 250),
@@ -77,7 +80,7 @@ def touch_from_message(message: types_pb2.Touchpoint, order: int) -> Touch:
 
 
 class GrpcLeadJourneys(LeadJourneys):
-    """Asks `closedloop.lead.v1.LeadService` for GetLead, then GetJourney."""
+    """Asks `closedloop.lead.v1.LeadService` for GetLead, then every GetJourney page."""
 
     def __init__(
         self, address: str, *, deadline: float = LEAD_DEADLINE_SECONDS
@@ -114,11 +117,21 @@ class GrpcLeadJourneys(LeadJourneys):
                     timeout=self.deadline,
                     metadata=metadata,
                 )
-                journey = await stub.GetJourney(
-                    lead_pb.GetJourneyRequest(lead_id=str(lead_id)),
-                    timeout=self.deadline,
-                    metadata=metadata,
-                )
+                touchpoints = [
+                    touchpoint
+                    async for page in every_page(
+                        lambda token: stub.GetJourney(
+                            lead_pb.GetJourneyRequest(
+                                lead_id=str(lead_id),
+                                page_size=JOURNEY_PAGE_SIZE,
+                                page_token=token,
+                            ),
+                            timeout=self.deadline,
+                            metadata=metadata,
+                        )
+                    )
+                    for touchpoint in page.touchpoints
+                ]
         except grpc.aio.AioRpcError as error:
             if error.code() == grpc.StatusCode.NOT_FOUND:
                 return None
@@ -143,8 +156,7 @@ class GrpcLeadJourneys(LeadJourneys):
             lead_id=lead_id,
             created_at=to_datetime(lead.lead.created_at),
             touches=tuple(
-                touch_from_message(tp, order)
-                for order, tp in enumerate(journey.touchpoints)
+                touch_from_message(tp, order) for order, tp in enumerate(touchpoints)
             ),
         )
 

@@ -7,8 +7,7 @@ from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from closedloop.consent.v1 import consent_service_pb2 as pb
 from closedloop.consent.v1 import consent_service_pb2_grpc, types_pb2
-from closedloop.errors import InvalidArgument
-from closedloop.grpckit import request_meta
+from closedloop.grpckit import paging, request_meta
 from closedloop.grpckit import validation as check
 from closedloop.identity import normalize_email
 from closedloop.protobuf import timestamp
@@ -18,12 +17,19 @@ from services.consent.application import (
     Consents,
     EraseSubject,
     GrantConsent,
+    History,
     RecordGlobalPrivacyControl,
     SetPreferences,
     Subject,
     WithdrawConsent,
 )
-from services.consent.domain import ChannelPreferences, Evidence
+from services.consent.domain import (
+    ChannelPreferences,
+    ConsentChange,
+    Evidence,
+    PreferenceChange,
+    history_order,
+)
 from services.consent.vocabulary import SCOPES, LegalBasis
 from services.consent.wire import (
     CHANNEL,
@@ -67,7 +73,8 @@ class ConsentServicer(consent_service_pb2_grpc.ConsentServiceServicer):
     async def GrantConsent(  # noqa: N802 - gRPC method names
         self, request: pb.GrantConsentRequest, context: grpc.aio.ServicerContext
     ) -> pb.GrantConsentResponse:
-        cmd = _change_command(GrantConsent, request)
+        with check.every_violation():
+            cmd = _change_command(GrantConsent, request)
         result = await self.consents.grant_consent(cmd, request_meta(context))
         return pb.GrantConsentResponse(
             change_id=str(result.change_id),
@@ -78,7 +85,8 @@ class ConsentServicer(consent_service_pb2_grpc.ConsentServiceServicer):
     async def WithdrawConsent(  # noqa: N802
         self, request: pb.WithdrawConsentRequest, context: grpc.aio.ServicerContext
     ) -> pb.WithdrawConsentResponse:
-        cmd = _change_command(WithdrawConsent, request)
+        with check.every_violation():
+            cmd = _change_command(WithdrawConsent, request)
         result = await self.consents.withdraw_consent(cmd, request_meta(context))
         return pb.WithdrawConsentResponse(
             change_id=str(result.change_id),
@@ -91,12 +99,13 @@ class ConsentServicer(consent_service_pb2_grpc.ConsentServiceServicer):
         request: pb.RecordGlobalPrivacyControlRequest,
         context: grpc.aio.ServicerContext,
     ) -> pb.RecordGlobalPrivacyControlResponse:
-        cmd = RecordGlobalPrivacyControl(
-            subject=_subject(request),
-            evidence=_evidence(request.evidence),
-            occurred_at=check.business_time(request, "occurred_at"),
-            idempotency_key=_idempotency_key(request.idempotency_key),
-        )
+        with check.every_violation():
+            cmd = RecordGlobalPrivacyControl(
+                subject=_subject(request),
+                evidence=_evidence(request.evidence),
+                occurred_at=check.business_time(request, "occurred_at"),
+                idempotency_key=_idempotency_key(request.idempotency_key),
+            )
         result = await self.consents.record_global_privacy_control(
             cmd, request_meta(context)
         )
@@ -109,22 +118,23 @@ class ConsentServicer(consent_service_pb2_grpc.ConsentServiceServicer):
     async def SetPreferences(  # noqa: N802
         self, request: pb.SetPreferencesRequest, context: grpc.aio.ServicerContext
     ) -> pb.SetPreferencesResponse:
-        subject = _subject(request)
-        if not request.preferences:
-            raise InvalidArgument("preferences", "name at least one channel")
-        preferences = tuple(
-            _preferences(f"preferences[{i}]", p)
-            for i, p in enumerate(request.preferences)
-        )
-        cmd = SetPreferences(
-            subject=subject,
-            preferences=preferences,
-            source_system=_enum(
-                "source_system", request.source_system, SOURCE_SYSTEM, required=True
-            ),
-            occurred_at=check.business_time(request, "occurred_at"),
-            idempotency_key=_idempotency_key(request.idempotency_key),
-        )
+        with check.every_violation():
+            subject = _subject(request)
+            if not request.preferences:
+                check.refuse("preferences", "name at least one channel")
+            preferences = tuple(
+                _preferences(f"preferences[{i}]", p)
+                for i, p in enumerate(request.preferences)
+            )
+            cmd = SetPreferences(
+                subject=subject,
+                preferences=preferences,
+                source_system=_enum(
+                    "source_system", request.source_system, SOURCE_SYSTEM, required=True
+                ),
+                occurred_at=check.business_time(request, "occurred_at"),
+                idempotency_key=_idempotency_key(request.idempotency_key),
+            )
         result = await self.consents.set_preferences(cmd, request_meta(context))
         return pb.SetPreferencesResponse(
             change_id=str(result.change_id),
@@ -135,27 +145,28 @@ class ConsentServicer(consent_service_pb2_grpc.ConsentServiceServicer):
     async def CheckConsent(  # noqa: N802
         self, request: pb.CheckConsentRequest, context: grpc.aio.ServicerContext
     ) -> pb.CheckConsentResponse:
-        subject = _subject(request)
-        purpose = _enum("purpose", request.purpose, PURPOSE, required=True)
-        if purpose in SCOPES:
-            raise InvalidArgument("purpose", "ask about one specific purpose")
-        channel = _enum("channel", request.channel, CHANNEL, required=True)
-        believed_at = (
-            check.occurred_at("believed_at", request.believed_at, has_value=True)
-            if request.HasField("believed_at")
-            else None
-        )
-        if request.HasField("at"):
-            at = check.occurred_at("at", request.at, has_value=True)
-        else:
-            at = believed_at or check.occurred_at("at", request.at, has_value=False)
-        query = CheckConsent(
-            subject=subject,
-            purpose=purpose,
-            channel=channel,
-            at=at,
-            believed_at=believed_at,
-        )
+        with check.every_violation():
+            subject = _subject(request)
+            purpose = _enum("purpose", request.purpose, PURPOSE, required=True)
+            if purpose in SCOPES:
+                check.refuse("purpose", "ask about one specific purpose")
+            channel = _enum("channel", request.channel, CHANNEL, required=True)
+            believed_at = (
+                check.occurred_at("believed_at", request.believed_at, has_value=True)
+                if request.HasField("believed_at")
+                else None
+            )
+            if request.HasField("at"):
+                at = check.occurred_at("at", request.at, has_value=True)
+            else:
+                at = believed_at or check.occurred_at("at", request.at, has_value=False)
+            query = CheckConsent(
+                subject=subject,
+                purpose=purpose,
+                channel=channel,
+                at=at,
+                believed_at=believed_at,
+            )
         answer = await self.consents.executor.query(
             lambda: self.consents.check_consent(query)
         )
@@ -177,26 +188,33 @@ class ConsentServicer(consent_service_pb2_grpc.ConsentServiceServicer):
     async def GetConsentHistory(  # noqa: N802
         self, request: pb.GetConsentHistoryRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetConsentHistoryResponse:
-        subject = _subject(request)
+        with check.every_violation():
+            subject = _subject(request)
+            page = paging.page_request(request)
         history = await self.consents.executor.query(
             lambda: self.consents.get_consent_history(subject)
         )
-        return pb.GetConsentHistoryResponse(
-            subject_aggregate_ids=[str(i) for i in history.subject_aggregate_ids],
-            changes=[change_message(c) for c in history.changes],
-            preference_changes=[
-                preference_change_message(p) for p in history.preference_changes
-            ],
-            erasures=[change_message(e) for e in history.erasures],
+        response = pb.GetConsentHistoryResponse(
+            subject_aggregate_ids=[str(i) for i in history.subject_aggregate_ids]
         )
+        entries = page.of(_history_entries(history))
+        for field, entry in entries.items:
+            getattr(response, field).append(
+                preference_change_message(entry)
+                if isinstance(entry, PreferenceChange)
+                else change_message(entry)
+            )
+        response.next_page_token = entries.next_page_token
+        return response
 
     async def EraseSubject(  # noqa: N802
         self, request: pb.EraseSubjectRequest, context: grpc.aio.ServicerContext
     ) -> pb.EraseSubjectResponse:
-        cmd = EraseSubject(
-            subject=_subject(request),
-            occurred_at=check.business_time(request, "occurred_at"),
-        )
+        with check.every_violation():
+            cmd = EraseSubject(
+                subject=_subject(request),
+                occurred_at=check.business_time(request, "occurred_at"),
+            )
         result = await self.consents.erase_subject(cmd, request_meta(context))
         return pb.EraseSubjectResponse(
             subject_aggregate_ids=[str(i) for i in result.subject_aggregate_ids],
@@ -215,18 +233,33 @@ def _subject(request: _AboutSubject) -> Subject:
         email = normalize_email(check.email("subject_id", raw))
         other = check.email("email", request.email, required=False)
         if other and normalize_email(other) != email:
-            raise InvalidArgument(
+            check.refuse(
                 "email", "differs from the subject; give an email with a lead subject"
             )
         return Subject(email=email)
     try:
         lead_id = uuid.UUID(raw)
     except ValueError:
-        raise InvalidArgument(
-            "subject_id", "is neither a lead id (UUID) nor an email address"
-        ) from None
+        check.refuse("subject_id", "is neither a lead id (UUID) nor an email address")
+        lead_id = check.NIL_ID
     email = check.email("email", request.email, required=False)
     return Subject(lead_id=lead_id, email=normalize_email(email) if email else "")
+
+
+def _history_entries(
+    history: History,
+) -> list[tuple[str, ConsentChange | PreferenceChange]]:
+    """The whole history as the one sequence pages cut, in history order.
+
+    Each entry comes with the name of the response's list it goes into.
+    """
+    entries: list[tuple[str, ConsentChange | PreferenceChange]] = [
+        *(("changes", c) for c in history.changes),
+        *(("preference_changes", p) for p in history.preference_changes),
+        *(("erasures", e) for e in history.erasures),
+    ]
+    entries.sort(key=lambda entry: history_order(entry[1]))
+    return entries
 
 
 def _enum(
@@ -236,8 +269,7 @@ def _enum(
     *,
     required: bool = False,
 ) -> str:
-    check.enum_value(field, value, enum[0], required=required)
-    return name(enum, value)
+    return name(enum, check.enum_value(field, value, enum[0], required=required))
 
 
 def _evidence(evidence: types_pb2.Evidence) -> Evidence:
@@ -285,7 +317,7 @@ def _preferences(
 ) -> ChannelPreferences:
     channel = _enum(f"{field}.channel", message.channel, CHANNEL, required=True)
     if len(message.topics) > MAX_TOPICS:
-        raise InvalidArgument(f"{field}.topics", f"has more than {MAX_TOPICS} topics")
+        check.refuse(f"{field}.topics", f"has more than {MAX_TOPICS} topics")
     topics = tuple(
         check.text(f"{field}.topics[{i}]", topic, required=True)
         for i, topic in enumerate(message.topics)

@@ -16,7 +16,7 @@ import grpc
 from aiohttp import web
 from yarl import URL
 
-from closedloop.grpckit.errors import FIELD_METADATA_KEY
+from closedloop.grpckit.errors import field_violations
 from closedloop.insights.v1 import insights_service_pb2 as pb
 from closedloop.insights.v1 import insights_service_pb2_grpc
 from services.insights.web_json import (
@@ -103,10 +103,9 @@ def _stub(request: web.Request) -> insights_service_pb2_grpc.InsightsServiceStub
 
 def _http_error(error: grpc.aio.AioRpcError) -> web.HTTPException:
     code = error.code()
-    trailing = dict(error.trailing_metadata() or ())
     body: dict[str, Any] = {"code": code.name, "message": error.details() or ""}
-    if FIELD_METADATA_KEY in trailing:
-        body["field"] = trailing[FIELD_METADATA_KEY]
+    if violations := field_violations(error):
+        body["field"] = violations[0].field
     exception = _HTTP_ERRORS.get(code, web.HTTPBadGateway)
     return exception(text=json.dumps({"error": body}), content_type="application/json")
 

@@ -2,7 +2,8 @@
 
 Every case is one valid request with a single thing wrong. Each must fail with the
 documented status code, name the offending field (INVALID_ARGUMENT: in the details and
-in the `closedloop-field` trailer), never leak a Python traceback, and write no event.
+in the first google.rpc.BadRequest violation), never leak a Python traceback, and write
+no event.
 The deals the cases refer to reach the service as deal events over real NATS.
 """
 
@@ -618,6 +619,46 @@ async def test_bad_request_is_refused_and_records_nothing(
     attribution: Running, case: Case
 ) -> None:
     await _refused(attribution, case)
+
+
+@pytest.mark.parametrize(
+    ("method", "request_", "every"),
+    [
+        pytest.param(
+            "RecordSpend",
+            _spend(channel="carrier_pigeon", campaign="bell\x07", amount=_usd(-1)),
+            ("channel", "campaign", "amount.minor_units"),
+            id="spend",
+        ),
+        pytest.param(
+            "RecordSpend",
+            _spend(
+                amount=_usd(5, "ZZZ"), period_start=_year(1980), occurred_at=_future()
+            ),
+            ("amount.currency", "period_start", "occurred_at"),
+            id="spend-times",
+        ),
+        pytest.param(
+            "GetDealAttribution",
+            _attribution("deal 1", model="nonsense"),
+            ("deal_id", "model"),
+            id="attribution",
+        ),
+    ],
+)
+async def test_every_bad_field_of_a_request_is_listed(
+    attribution: Running, method: str, request_: Any, every: tuple[str, ...]
+) -> None:
+    """One refusal lists each bad field; the message stays the first one's."""
+    await assert_refused(
+        attribution.service.store,
+        attribution.stub,
+        method,
+        request_,
+        code=INVALID,
+        field=every[0],
+        every=every,
+    )
 
 
 async def test_the_refused_spend_left_only_the_valid_one(attribution: Running) -> None:

@@ -16,7 +16,8 @@ from closedloop.lead.v1 import lead_service_pb2_grpc
 from closedloop.lead.v1 import types_pb2 as lead_types
 from closedloop.natsserver import free_port
 from closedloop.protobuf import timestamp
-from services.attribution.lead_journeys import GrpcLeadJourneys
+from services.attribution import lead_journeys
+from services.attribution.lead_journeys import JOURNEY_PAGE_SIZE, GrpcLeadJourneys
 from services.lead.__main__ import bootstrap as lead_bootstrap
 
 if TYPE_CHECKING:
@@ -29,9 +30,15 @@ pytestmark = pytest.mark.nats
 T0 = datetime(2026, 3, 1, 12, tzinfo=UTC)
 
 
+@pytest.mark.parametrize("page_size", [JOURNEY_PAGE_SIZE, 3, 1])
 async def test_the_journey_comes_from_the_lead_service(
-    nats_server: NatsServer, tmp_path: Path
+    nats_server: NatsServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    page_size: int,
 ) -> None:
+    """The whole journey, in order, however many pages it takes."""
+    monkeypatch.setattr(lead_journeys, "JOURNEY_PAGE_SIZE", page_size)
     config = ServiceConfig.from_env(
         "lead",
         {

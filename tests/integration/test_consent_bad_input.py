@@ -2,7 +2,8 @@
 
 Every case is one valid request with a single thing wrong. Each must fail with the
 documented status code, name the offending field (INVALID_ARGUMENT: in the details and
-in the `closedloop-field` trailer), never leak a Python traceback, and write no event.
+in the first google.rpc.BadRequest violation), never leak a Python traceback, and write
+no event.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from closedloop.config import ServiceConfig
 from closedloop.consent.v1 import consent_service_pb2 as pb
 from closedloop.consent.v1 import consent_service_pb2_grpc, types_pb2
+from closedloop.testing.pages import pages_of
 from closedloop.testing.refusals import assert_refused
 from services.consent.__main__ import bootstrap
 
@@ -670,6 +672,27 @@ CASES = [
         lambda **f: pb.GetConsentHistoryRequest(**{"subject_id": KNOWN_LEAD_ID, **f}),
         "history",
     ),
+    pytest.param(
+        Case(
+            "GetConsentHistory",
+            lambda: pb.GetConsentHistoryRequest(subject_id=KNOWN_LEAD_ID, page_size=-1),
+            INVALID,
+            "page_size",
+        ),
+        id="history-negative-page-size",
+    ),
+    pytest.param(
+        Case(
+            "GetConsentHistory",
+            lambda: pb.GetConsentHistoryRequest(
+                subject_id=KNOWN_LEAD_ID,
+                page_token="bm90IGEgdG9rZW4",  # noqa: S106 - a page token
+            ),
+            INVALID,
+            "page_token",
+        ),
+        id="history-junk-page-token",
+    ),
     # EraseSubject
     *_subject_cases(
         "EraseSubject",
@@ -708,6 +731,52 @@ async def test_bad_request_is_refused_and_records_nothing(
     consent: Running, case: Case
 ) -> None:
     await _refused(consent, case)
+
+
+@pytest.mark.parametrize(
+    ("method", "request_", "every"),
+    [
+        pytest.param(
+            "GrantConsent",
+            _grant(subject_id="", purpose=0, evidence=_evidence(detail="x" * 2001)),
+            ("subject_id", "purpose", "evidence.detail"),
+            id="grant",
+        ),
+        pytest.param(
+            "SetPreferences",
+            _preferences(
+                preferences=[
+                    _channel_preferences(channel=0, topics=["news", ""], frequency=0)
+                ]
+            ),
+            (
+                "preferences[0].channel",
+                "preferences[0].topics[1]",
+                "preferences[0].frequency",
+            ),
+            id="preferences",
+        ),
+        pytest.param(
+            "CheckConsent",
+            _check(subject_id="someone", purpose=0, at=_ts(LONG_AGO)),
+            ("subject_id", "purpose", "at"),
+            id="check",
+        ),
+    ],
+)
+async def test_every_bad_field_of_a_request_is_listed(
+    consent: Running, method: str, request_: Any, every: tuple[str, ...]
+) -> None:
+    """One refusal lists each bad field; the message stays the first one's."""
+    await assert_refused(
+        consent.service.store,
+        consent.stub,
+        method,
+        request_,
+        code=INVALID,
+        field=every[0],
+        every=every,
+    )
 
 
 async def test_refused_subjects_are_unchanged(consent: Running) -> None:
@@ -750,3 +819,35 @@ async def test_refused_subjects_are_unchanged(consent: Running) -> None:
     assert answer.allowed is False
     assert answer.state == types_pb2.CONSENT_STATE_OPTED_OUT
     assert answer.decided_by.kind == types_pb2.CHANGE_KIND_ERASED
+
+
+async def test_the_history_comes_a_page_at_a_time(consent: Running) -> None:
+    """Pages of any size add up to the whole history, each list in its order."""
+    whole = await consent.stub.GetConsentHistory(
+        pb.GetConsentHistoryRequest(subject_id=KNOWN_LEAD_ID, email=KNOWN_EMAIL)
+    )
+    entries = len(whole.changes) + len(whole.preference_changes) + len(whole.erasures)
+    assert entries == 8
+    assert whole.next_page_token == ""
+
+    async def history(page_size: int, token: str) -> pb.GetConsentHistoryResponse:
+        page: pb.GetConsentHistoryResponse = await consent.stub.GetConsentHistory(
+            pb.GetConsentHistoryRequest(
+                subject_id=KNOWN_LEAD_ID,
+                email=KNOWN_EMAIL,
+                page_size=page_size,
+                page_token=token,
+            )
+        )
+        return page
+
+    for page_size in (1, 3):
+        pages = await pages_of(history, page_size)
+        assert len(pages) == -(-entries // page_size)
+        for page in pages:
+            assert page.subject_aggregate_ids == whole.subject_aggregate_ids
+            assert len(page.changes) + len(page.preference_changes) <= page_size
+        assert [c for p in pages for c in p.changes] == list(whole.changes)
+        assert [c for p in pages for c in p.preference_changes] == list(
+            whole.preference_changes
+        )

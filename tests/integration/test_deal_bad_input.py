@@ -3,7 +3,8 @@
 The deal service runs beside a real lead service, which it asks before opening a deal.
 Every case is one valid request with a single thing wrong. Each must fail with the
 documented status code, name the offending field (INVALID_ARGUMENT: in the details and
-in the `closedloop-field` trailer), never leak a Python traceback, and write no event.
+in the first google.rpc.BadRequest violation), never leak a Python traceback, and write
+no event.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from closedloop.deal.v1 import deal_service_pb2_grpc, types_pb2
 from closedloop.lead.v1 import lead_service_pb2 as lead_pb
 from closedloop.lead.v1 import lead_service_pb2_grpc
 from closedloop.lead.v1 import types_pb2 as lead_types
+from closedloop.testing.pages import pages_of
 from closedloop.testing.refusals import assert_refused
 from services.deal.__main__ import bootstrap as deal_bootstrap
 from services.lead.__main__ import bootstrap as lead_bootstrap
@@ -839,6 +841,23 @@ CASES = [
         INVALID,
         "lead_id",
     ),
+    case(
+        "list-negative-page-size",
+        "ListDealsForLead",
+        lambda ids: pb.ListDealsForLeadRequest(lead_id=ids.lead, page_size=-1),
+        INVALID,
+        "page_size",
+    ),
+    case(
+        "list-junk-page-token",
+        "ListDealsForLead",
+        lambda ids: pb.ListDealsForLeadRequest(
+            lead_id=ids.lead,
+            page_token="bm90IGEgdG9rZW4",  # noqa: S106 - a page token
+        ),
+        INVALID,
+        "page_token",
+    ),
 ]
 
 
@@ -866,6 +885,49 @@ async def test_bad_request_is_refused_and_records_nothing(
     deal: Running, case: Case
 ) -> None:
     await _refused(deal, case)
+
+
+@pytest.mark.parametrize(
+    ("method", "request_", "every"),
+    [
+        pytest.param(
+            "OpenDeal",
+            lambda _: _open(
+                lead_id="lead-42", amount=_usd(-1), idempotency_key="k" * 201
+            ),
+            ("lead_id", "amount.minor_units", "idempotency_key"),
+            id="open",
+        ),
+        pytest.param(
+            "WinDeal",
+            lambda _: _win("", amount=_usd(1, "ZZZ"), closed_at=_year(1980)),
+            ("deal_id", "amount.currency", "closed_at"),
+            id="win",
+        ),
+        pytest.param(
+            "RecordRevenue",
+            lambda ids: _revenue(ids.won_deal, kind=0, occurred_at=_future()),
+            ("kind", "occurred_at"),
+            id="revenue",
+        ),
+    ],
+)
+async def test_every_bad_field_of_a_request_is_listed(
+    deal: Running,
+    method: str,
+    request_: Callable[[Ids], Any],
+    every: tuple[str, ...],
+) -> None:
+    """One refusal lists each bad field; the message stays the first one's."""
+    await assert_refused(
+        deal.service.store,
+        deal.stub,
+        method,
+        request_(deal.ids),
+        code=INVALID,
+        field=every[0],
+        every=every,
+    )
 
 
 async def test_refused_deals_are_unchanged(deal: Running) -> None:
@@ -901,3 +963,26 @@ async def test_a_lead_without_deals_lists_none(deal: Running) -> None:
     ids = [d.deal_id for d in listed.deals]
     for deal_id in (deal.ids.open_deal, deal.ids.won_deal, deal.ids.lost_deal):
         assert deal_id in ids
+
+
+async def test_the_deals_of_a_lead_come_a_page_at_a_time(deal: Running) -> None:
+    """Pages of any size add up to the whole list, in its order."""
+    whole = await deal.stub.ListDealsForLead(
+        pb.ListDealsForLeadRequest(lead_id=deal.ids.lead), timeout=10
+    )
+    assert len(whole.deals) >= 3
+    assert whole.next_page_token == ""
+
+    async def listed(page_size: int, token: str) -> pb.ListDealsForLeadResponse:
+        page: pb.ListDealsForLeadResponse = await deal.stub.ListDealsForLead(
+            pb.ListDealsForLeadRequest(
+                lead_id=deal.ids.lead, page_size=page_size, page_token=token
+            ),
+            timeout=10,
+        )
+        return page
+
+    for page_size in (1, 2):
+        pages = await pages_of(listed, page_size)
+        assert len(pages) == -(-len(whole.deals) // page_size)
+        assert [d for p in pages for d in p.deals] == list(whole.deals)

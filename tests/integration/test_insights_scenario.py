@@ -43,7 +43,7 @@ import pytest_asyncio
 from closedloop.bus.streams import StreamSettings, provision_streams
 from closedloop.config import ServiceConfig
 from closedloop.consent.v1 import types_pb2 as c
-from closedloop.grpckit.errors import FIELD_METADATA_KEY
+from closedloop.grpckit.errors import field_violations
 from closedloop.insights.v1 import insights_service_pb2 as pb
 from closedloop.insights.v1 import insights_service_pb2_grpc
 from closedloop.natsserver import NatsServer
@@ -455,8 +455,7 @@ async def test_bad_requests_name_the_field(
     assert error.value.code().name == code
     if field:
         assert error.value.details().startswith(f"{field}:")
-        trailing = dict(error.value.trailing_metadata() or ())
-        assert trailing[FIELD_METADATA_KEY] == field
+        assert field_violations(error.value)[0].field == field
 
 
 async def test_a_read_model_not_built_yet_is_a_failed_precondition(

@@ -2,7 +2,8 @@
 
 Every case is one valid request with a single thing wrong. Each must fail with the
 documented status code, name the offending field (INVALID_ARGUMENT: in the details and
-in the `closedloop-field` trailer), never leak a Python traceback, and write no event.
+in the first google.rpc.BadRequest violation), never leak a Python traceback, and write
+no event.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from closedloop.config import ServiceConfig
 from closedloop.lead.v1 import lead_service_pb2 as pb
 from closedloop.lead.v1 import lead_service_pb2_grpc, types_pb2
+from closedloop.testing.pages import pages_of
 from closedloop.testing.refusals import assert_refused
 from services.lead.__main__ import bootstrap
 
@@ -518,6 +520,27 @@ CASES = [
         ),
         id="journey-unknown-lead",
     ),
+    pytest.param(
+        Case(
+            "GetJourney",
+            lambda leads: pb.GetJourneyRequest(lead_id=leads.known, page_size=-1),
+            INVALID,
+            "page_size",
+        ),
+        id="journey-negative-page-size",
+    ),
+    pytest.param(
+        Case(
+            "GetJourney",
+            lambda leads: pb.GetJourneyRequest(
+                lead_id=leads.known,
+                page_token="bm90IGEgdG9rZW4",  # noqa: S106 - a page token
+            ),
+            INVALID,
+            "page_token",
+        ),
+        id="journey-junk-page-token",
+    ),
     # FindLeadByEmail
     pytest.param(
         Case(
@@ -566,6 +589,51 @@ async def test_bad_request_is_refused_and_records_nothing(
     await _refused(lead, case)
 
 
+@pytest.mark.parametrize(
+    ("method", "request_", "every"),
+    [
+        pytest.param(
+            "CaptureLead",
+            pb.CaptureLeadRequest(
+                email="not-an-email", name="bell\x07", idempotency_key="k" * 201
+            ),
+            ("email", "name", "idempotency_key"),
+            id="capture",
+        ),
+        pytest.param(
+            "RecordTouchpoint",
+            pb.RecordTouchpointRequest(
+                anonymous_id=ANONYMOUS_ID,
+                channel=999,  # type: ignore[arg-type]
+                interaction=999,  # type: ignore[arg-type]
+                attributes={"": "empty key"},
+            ),
+            ("channel", "interaction", "attributes.key"),
+            id="touchpoint",
+        ),
+        pytest.param(
+            "MergeLeads",
+            pb.MergeLeadsRequest(surviving_lead_id="lead 1", merged_lead_id="lead 2"),
+            ("surviving_lead_id", "merged_lead_id"),
+            id="merge",
+        ),
+    ],
+)
+async def test_every_bad_field_of_a_request_is_listed(
+    lead: Running, method: str, request_: Any, every: tuple[str, ...]
+) -> None:
+    """One refusal lists each bad field; the message stays the first one's."""
+    await assert_refused(
+        lead.service.store,
+        lead.stub,
+        method,
+        request_,
+        code=INVALID,
+        field=every[0],
+        every=every,
+    )
+
+
 async def test_refused_leads_are_unchanged(lead: Running) -> None:
     """The leads the bad calls aimed at are as the setup left them."""
     known = await lead.stub.GetLead(pb.GetLeadRequest(lead_id=lead.leads.known))
@@ -575,3 +643,39 @@ async def test_refused_leads_are_unchanged(lead: Running) -> None:
     assert known.lead.merged_lead_ids == []
     assert list(known.lead.anonymous_ids) == []
     assert gone.lead.stage == types_pb2.LEAD_STAGE_DISQUALIFIED
+
+
+async def test_the_journey_comes_a_page_at_a_time(lead: Running) -> None:
+    """Pages of any size add up to the whole journey, in its order."""
+    anonymous_id = "visitor-paged"
+    for days in (5, 1, 4, 2, 3):
+        await lead.stub.RecordTouchpoint(
+            _touch(
+                anonymous_id=anonymous_id,
+                occurred_at=_ts(datetime.now(UTC) - timedelta(days=days)),
+            ),
+            timeout=10,
+        )
+    captured = await lead.stub.CaptureLead(
+        pb.CaptureLeadRequest(email="paged@example.com", anonymous_id=anonymous_id),
+        timeout=10,
+    )
+    request = pb.GetJourneyRequest(lead_id=captured.lead.lead_id)
+    whole = await lead.stub.GetJourney(request, timeout=10)
+    assert len(whole.touchpoints) == 5
+    assert whole.next_page_token == ""
+
+    async def journey(page_size: int, token: str) -> pb.GetJourneyResponse:
+        page: pb.GetJourneyResponse = await lead.stub.GetJourney(
+            pb.GetJourneyRequest(
+                lead_id=captured.lead.lead_id, page_size=page_size, page_token=token
+            ),
+            timeout=10,
+        )
+        return page
+
+    for page_size in (1, 2, 5):
+        pages = await pages_of(journey, page_size)
+        assert len(pages) == -(-5 // page_size)
+        assert [t for p in pages for t in p.touchpoints] == list(whole.touchpoints)
+        assert {p.lead_id for p in pages} == {whole.lead_id}

@@ -10,13 +10,16 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 from eventsourcing.persistence import InterfaceError, OperationalError
-from google.protobuf import descriptor_pool
+from google.protobuf import any_pb2, descriptor_pool
+from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
 
 from closedloop.errors import (
     AlreadyExists,
     ConcurrencyConflict,
     DomainError,
     FailedPrecondition,
+    FieldViolation,
     InvalidArgument,
     NotFound,
     Unavailable,
@@ -36,15 +39,53 @@ STATUS_OF: tuple[tuple[type[DomainError], grpc.StatusCode], ...] = (
     (Unavailable, grpc.StatusCode.UNAVAILABLE),
 )
 
-#: Trailing metadata key naming the offending request field of INVALID_ARGUMENT.
-FIELD_METADATA_KEY = "closedloop-field"
-
 
 def status_of(error: DomainError) -> grpc.StatusCode:
     for kind, code in STATUS_OF:
         if isinstance(error, kind):
             return code
     return grpc.StatusCode.UNKNOWN
+
+
+def bad_request_status(error: InvalidArgument) -> grpc.Status:
+    """INVALID_ARGUMENT with every violation as google.rpc.BadRequest details."""
+    bad_request = error_details_pb2.BadRequest(
+        field_violations=[
+            error_details_pb2.BadRequest.FieldViolation(
+                field=v.field, description=v.description
+            )
+            for v in error.violations
+        ]
+    )
+    details = any_pb2.Any()
+    details.Pack(bad_request)
+    status = status_pb2.Status(
+        code=status_of(error).value[0], message=error.message, details=[details]
+    )
+    return rpc_status.to_status(status)  # type: ignore[no-any-return]
+
+
+def field_violations(error: grpc.RpcError) -> tuple[FieldViolation, ...]:
+    """The BadRequest field violations a failed call carries, none if it carries none.
+
+    For clients: `error` is what a call raised (grpc.aio.AioRpcError or grpc.RpcError).
+    Details that contradict the call's own status (a proxy rewrote it) count as none.
+    """
+    try:
+        status = rpc_status.from_call(error)
+    except ValueError:
+        return ()
+    if status is None:
+        return ()
+    violations: list[FieldViolation] = []
+    for detail in status.details:
+        bad_request = error_details_pb2.BadRequest()
+        if detail.Unpack(bad_request):
+            violations.extend(
+                FieldViolation(v.field, v.description)
+                for v in bad_request.field_violations
+            )
+    return tuple(violations)
 
 
 def guard_servicer(servicer: Any, service_name: str) -> None:
@@ -72,9 +113,10 @@ def _guarded(
     async def guarded(request: Any, context: grpc.aio.ServicerContext) -> Any:
         try:
             return await inner(request, context)
+        except InvalidArgument as error:
+            status = bad_request_status(error)
+            await context.abort(status.code, status.details, status.trailing_metadata)
         except DomainError as error:
-            if isinstance(error, InvalidArgument):
-                context.set_trailing_metadata(((FIELD_METADATA_KEY, error.field),))
             await context.abort(status_of(error), error.message)
         except (OperationalError, InterfaceError) as error:
             log.warning("%s: store unavailable: %s", method, error)

@@ -8,7 +8,7 @@ from typing import Any
 import grpc
 import pytest
 
-from closedloop.grpckit.errors import FIELD_METADATA_KEY
+from closedloop.grpckit.errors import field_violations
 
 
 async def _max_notification_id(store: Any) -> int:
@@ -24,10 +24,12 @@ async def assert_refused(
     code: grpc.StatusCode,
     field: str = "",
     says: str = "",
+    every: tuple[str, ...] = (),
 ) -> None:
     """Fails with `code`, names `field` or says `says`, shows no trace, writes nothing.
 
-    INVALID_ARGUMENT names the field in the message and in trailing metadata.
+    INVALID_ARGUMENT names the field in the message, and its google.rpc.BadRequest
+    details list the fields of `every` violation in order (`field` alone by default).
     """
     before = await _max_notification_id(store)
     call = getattr(stub, method)(request, timeout=10)
@@ -37,14 +39,14 @@ async def assert_refused(
     after = await _max_notification_id(store)
 
     details = error.details() or ""
-    trailers = dict(await call.trailing_metadata() or ())
+    violations = field_violations(error)
     assert error.code() == code, f"{error.code()}: {details}"
     assert "Traceback" not in details, details
     assert 'File "' not in details, details
     assert after == before, f"{method} wrote {after - before} event(s): {details}"
     if code == grpc.StatusCode.INVALID_ARGUMENT:
         assert details.startswith(f"{field}: "), details
-        assert trailers.get(FIELD_METADATA_KEY) == field, trailers
+        assert [v.field for v in violations] == list(every or (field,)), violations
     else:
-        assert FIELD_METADATA_KEY not in trailers, trailers
+        assert not violations, violations
         assert says in details, details

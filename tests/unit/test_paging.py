@@ -1,0 +1,137 @@
+"""The one way list RPCs page: bounded sizes, opaque tokens bound to their request."""
+
+from __future__ import annotations
+
+import pytest
+
+from closedloop.errors import FieldViolation, InvalidArgument
+from closedloop.grpckit import paging
+from closedloop.grpckit import validation as check
+from closedloop.lead.v1 import lead_service_pb2 as pb
+from closedloop.lead.v1 import types_pb2
+
+LEAD_ID = "5b1f7c9e-3d4a-4e8b-9c2d-000000000001"
+OTHER_LEAD_ID = "5b1f7c9e-3d4a-4e8b-9c2d-000000000002"
+
+
+def _pages(items: list[int], **fields: object) -> list[list[int]]:
+    """Every page of `items`, asking with `fields` and each next token in turn."""
+    pages, token = [], ""
+    while True:
+        request = pb.GetJourneyRequest(lead_id=LEAD_ID, page_token=token, **fields)
+        page = paging.page_request(request).of(items)
+        pages.append(list(page.items))
+        token = page.next_page_token
+        if not token:
+            return pages
+
+
+def test_the_pages_hold_every_item_once_in_order() -> None:
+    assert _pages(list(range(7)), page_size=3) == [[0, 1, 2], [3, 4, 5], [6]]
+    assert _pages(list(range(6)), page_size=3) == [[0, 1, 2], [3, 4, 5]]
+    assert _pages([], page_size=3) == [[]]
+
+
+def test_a_page_read_by_sql_tells_a_next_page_by_one_row_more() -> None:
+    items = list(range(5))
+    first = paging.page_request(pb.GetJourneyRequest(lead_id=LEAD_ID, page_size=2))
+    page = first.read_from_start(items[first.start : first.start + first.limit])
+    assert (list(page.items), bool(page.next_page_token)) == ([0, 1], True)
+    last = paging.page_request(
+        pb.GetJourneyRequest(
+            lead_id=LEAD_ID, page_size=3, page_token=page.next_page_token
+        )
+    )
+    assert (last.start, last.limit) == (2, 4)
+    page = last.read_from_start(items[last.start : last.start + last.limit])
+    assert (list(page.items), page.next_page_token) == ([2, 3, 4], "")
+
+
+def test_no_size_means_the_default_and_a_large_one_the_maximum() -> None:
+    items = list(range(2500))
+    assert [len(p) for p in _pages(items)] == [100] * 25
+    assert [len(p) for p in _pages(items, page_size=5000)] == [1000, 1000, 500]
+    assert paging.DEFAULT_PAGE_SIZE == 100
+    assert paging.MAX_PAGE_SIZE == 1000
+
+
+def test_the_size_may_change_from_page_to_page() -> None:
+    items = list(range(10))
+    first = paging.page_request(pb.GetJourneyRequest(lead_id=LEAD_ID, page_size=4))
+    token = first.of(items).next_page_token
+    second = paging.page_request(
+        pb.GetJourneyRequest(lead_id=LEAD_ID, page_size=2, page_token=token)
+    )
+    assert list(second.of(items).items) == [4, 5]
+
+
+def test_a_negative_size_is_refused() -> None:
+    with pytest.raises(InvalidArgument) as raised:
+        paging.page_request(pb.GetJourneyRequest(lead_id=LEAD_ID, page_size=-1))
+    assert str(raised.value) == "page_size: must not be negative"
+
+
+@pytest.mark.parametrize(
+    "token",
+    ["junk", "", "AQAAAAAAAAAFAAAAAAAAAAA", "é", "A" * 200],
+    ids=["junk", "empty-but-padded", "forged", "not-ascii", "long"],
+)
+def test_a_token_never_issued_is_refused(token: str) -> None:
+    request = pb.GetJourneyRequest(lead_id=LEAD_ID, page_token=token or "=")
+    with pytest.raises(InvalidArgument) as raised:
+        paging.page_request(request)
+    assert str(raised.value) == "page_token: is not a page token of this request"
+
+
+def test_a_token_serves_only_the_request_it_came_from() -> None:
+    page = paging.page_request(pb.GetJourneyRequest(lead_id=LEAD_ID, page_size=1))
+    token = page.of([1, 2]).next_page_token
+    with pytest.raises(InvalidArgument, match="page_token"):
+        paging.page_request(
+            pb.GetJourneyRequest(lead_id=OTHER_LEAD_ID, page_token=token)
+        )
+
+
+def test_bad_paging_fields_join_the_other_violations() -> None:
+    request = pb.GetJourneyRequest(lead_id="lead 1", page_size=-5)
+    request.page_token = "junk"  # noqa: S105 - a page token, not a secret
+
+    def checks() -> None:
+        with check.every_violation():
+            check.required_id("lead_id", request.lead_id)
+            page = paging.page_request(request)
+            assert (page.start, page.size) == (0, paging.DEFAULT_PAGE_SIZE)
+
+    with pytest.raises(InvalidArgument) as raised:
+        checks()
+    assert raised.value.violations == (
+        FieldViolation("lead_id", "is not a valid id"),
+        FieldViolation("page_size", "must not be negative"),
+        FieldViolation("page_token", "is not a page token of this request"),
+    )
+
+
+async def test_every_page_asks_with_each_next_token_until_the_last() -> None:
+    items = list(range(5))
+    asked: list[str] = []
+
+    async def call(token: str) -> pb.GetJourneyResponse:
+        asked.append(token)
+        request = pb.GetJourneyRequest(lead_id=LEAD_ID, page_size=2, page_token=token)
+        page = paging.page_request(request).of(items)
+        return pb.GetJourneyResponse(
+            lead_id=LEAD_ID,
+            touchpoints=[
+                types_pb2.Touchpoint(touchpoint_id=str(i)) for i in page.items
+            ],
+            next_page_token=page.next_page_token,
+        )
+
+    seen = [
+        t.touchpoint_id
+        async for response in paging.every_page(call)
+        for t in response.touchpoints
+    ]
+    assert seen == ["0", "1", "2", "3", "4"]
+    assert len(asked) == 3
+    assert asked[0] == ""
