@@ -11,7 +11,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from closedloop import bus
+from closedloop import bus, retry
 from closedloop.bus.consumer import ConsumerSpec, EventConsumer
 from closedloop.bus.streams import StreamSettings, context_stream, provision_streams
 from closedloop.eventstore.store import StoreLocation
@@ -31,6 +31,9 @@ if TYPE_CHECKING:
     from closedloop.config import ServiceConfig
 
 log = logging.getLogger(__name__)
+
+#: How often a service asks again for a NATS that is not there yet.
+NATS_AWAY = retry.Backoff.constant(1.0)
 
 
 @dataclass
@@ -154,27 +157,29 @@ async def _connect_and_relay(
 ) -> None:
     """Runs beside the gRPC server: commands succeed while NATS is still away."""
     config = service.config
-    while True:
-        try:
-            nc = await bus.connect(config.nats_url, name=f"closedloop-{config.service}")
-            break
-        except Exception as error:  # noqa: BLE001 - keep trying until NATS is there
-            log.warning("cannot reach NATS at %s yet: %s", config.nats_url, error)
-            await asyncio.sleep(1)
+    nc = await retry.call_async(
+        lambda: bus.connect(config.nats_url, name=f"closedloop-{config.service}"),
+        on=Exception,  # whatever it is, keep trying until NATS is there
+        backoff=NATS_AWAY,
+        before_retry=lambda error: log.warning(
+            "cannot reach NATS at %s yet: %s", config.nats_url, error
+        ),
+    )
     service.nc = nc
     settings = StreamSettings(
         replicas=config.stream_replicas,
         duplicate_window_seconds=config.duplicate_window_seconds,
     )
-    while True:
-        try:
-            await provision_streams(
-                nc.jetstream(), settings, (config.service,), include_log=False
-            )
-            break
-        except Exception as error:  # noqa: BLE001 - NATS may be away; keep trying
-            log.warning("cannot provision streams yet: %s", error)
-            await asyncio.sleep(1)
+    await retry.call_async(
+        lambda: provision_streams(
+            nc.jetstream(), settings, (config.service,), include_log=False
+        ),
+        on=Exception,  # NATS may be away; keep trying
+        backoff=NATS_AWAY,
+        before_retry=lambda error: log.warning(
+            "cannot provision streams yet: %s", error
+        ),
+    )
     relay = Relay(
         name=f"{config.service}-relay",
         # Decoding and mapping stored events happens in a worker process, off the

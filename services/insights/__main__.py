@@ -15,7 +15,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from closedloop import bus
+from closedloop import bus, retry
 from closedloop.config import ServiceConfig
 from closedloop.grpckit.server import Registration, RunningServer, start_server
 from closedloop.insights.v1 import insights_service_pb2_grpc
@@ -86,15 +86,15 @@ async def bootstrap(
     insights = Insights(config=config, server=server, store=store, nc=connections)
 
     async def connect() -> None:
-        while True:
-            try:
-                nc = await bus.connect(config.nats_url, name="closedloop-insights")
-            except Exception as error:  # noqa: BLE001 - NATS may come later
-                log.info("NATS not reachable yet (%s); lag is unknown meanwhile", error)
-                await asyncio.sleep(2)
-            else:
-                connections.append(nc)
-                return
+        nc = await retry.call_async(
+            lambda: bus.connect(config.nats_url, name="closedloop-insights"),
+            on=Exception,  # whatever it is, NATS may come later
+            backoff=retry.Backoff.constant(2.0),
+            before_retry=lambda error: log.info(
+                "NATS not reachable yet (%s); lag is unknown meanwhile", error
+            ),
+        )
+        connections.append(nc)
 
     insights.tasks.append(asyncio.create_task(connect(), name="nats"))
     return insights
