@@ -24,7 +24,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import signal
 import sys
 import uuid
@@ -37,13 +36,14 @@ import grpc
 from aiohttp import web
 from yarl import URL
 
-from closedloop.config import ConfigError, ServiceConfig
+from closedloop.config import ServiceConfig
 from closedloop.consent.v1 import types_pb2 as consent_types
 from closedloop.grpckit.errors import FIELD_METADATA_KEY
 from closedloop.insights.v1 import insights_service_pb2 as pb
 from closedloop.insights.v1 import insights_service_pb2_grpc
 from closedloop.money import exponent
 from closedloop.protobuf import enum_name
+from services.insights.settings import DashboardEnv
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -748,18 +748,9 @@ def make_dashboard_app(
 
 def http_settings(environ: Mapping[str, str] | None = None) -> tuple[str, int]:
     """(host, port) from CLOSEDLOOP_INSIGHTS_HTTP_HOST and _PORT, with defaults."""
-    env = os.environ if environ is None else environ
-    host = env.get(HOST_VARIABLE, "").strip() or DEFAULT_HTTP_HOST
-    raw = env.get(PORT_VARIABLE, "").strip()
-    if not raw:
-        return host, DEFAULT_HTTP_PORT
-    try:
-        port = int(raw)
-    except ValueError:
-        raise ConfigError(f"{PORT_VARIABLE} must be an integer, got {raw!r}") from None
-    if not 0 <= port <= 65535:  # noqa: PLR2004 - the TCP port range
-        raise ConfigError(f"{PORT_VARIABLE} must be 0 to 65535, got {port}")
-    return host, port
+    env = DashboardEnv.from_env(environ)
+    port = DEFAULT_HTTP_PORT if env.http_port is None else env.http_port
+    return env.http_host or DEFAULT_HTTP_HOST, port
 
 
 def dial_address(host: str, port: int) -> str:
