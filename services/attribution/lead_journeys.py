@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import grpc
 
 from closedloop.errors import Unavailable
-from closedloop.grpckit import CORRELATION_ID_KEY, TRACEPARENT_KEY
+from closedloop.grpckit.client import ServiceClient, on_behalf_of
 from closedloop.lead.v1 import lead_service_pb2 as lead_pb
 from closedloop.lead.v1 import lead_service_pb2_grpc, types_pb2
 from closedloop.protobuf import enum_name, to_datetime
@@ -28,11 +28,6 @@ log = logging.getLogger(__name__)
 LEAD_DEADLINE_SECONDS = 5.0
 #: The channel of a touch recorded without one the lead context knows.
 UNASSIGNED = "unassigned"
-
-_CHANNEL_OPTIONS = (
-    ("grpc.initial_reconnect_backoff_ms", 250),
-    ("grpc.max_reconnect_backoff_ms", 2000),
-)
 
 
 @dataclass(frozen=True)
@@ -84,40 +79,21 @@ class GrpcLeadJourneys(LeadJourneys):
     ) -> None:
         self.address = address
         self.deadline = deadline
-        self._channel: grpc.aio.Channel | None = None
-
-    def _stub(self) -> lead_service_pb2_grpc.LeadServiceStub:
-        if self._channel is None:
-            self._channel = grpc.aio.insecure_channel(
-                self.address, options=_CHANNEL_OPTIONS
-            )
-        return lead_service_pb2_grpc.LeadServiceStub(self._channel)
+        self._lead = ServiceClient(
+            address, lead_service_pb2_grpc.LeadServiceStub, default_timeout=deadline
+        )
 
     async def journey(
         self, lead_id: uuid.UUID, meta: EventMeta | None = None
     ) -> LeadJourney | None:
-        metadata = (
-            ()
-            if meta is None
-            else (
-                (CORRELATION_ID_KEY, meta.correlation_id),
-                (TRACEPARENT_KEY, meta.traceparent),
-            )
-        )
-        stub = self._stub()
+        stub = self._lead.stub()
         try:
             # The gRPC deadlines bound each call; the outer timeout is a backstop for
             # anything before they start (name resolution, a stuck channel).
-            async with asyncio.timeout(2 * self.deadline + 0.5):
-                lead = await stub.GetLead(
-                    lead_pb.GetLeadRequest(lead_id=str(lead_id)),
-                    timeout=self.deadline,
-                    metadata=metadata,
-                )
+            async with asyncio.timeout(2 * self.deadline + 0.5), on_behalf_of(meta):
+                lead = await stub.GetLead(lead_pb.GetLeadRequest(lead_id=str(lead_id)))
                 journey = await stub.GetJourney(
-                    lead_pb.GetJourneyRequest(lead_id=str(lead_id)),
-                    timeout=self.deadline,
-                    metadata=metadata,
+                    lead_pb.GetJourneyRequest(lead_id=str(lead_id))
                 )
         except grpc.aio.AioRpcError as error:
             if error.code() == grpc.StatusCode.NOT_FOUND:
@@ -149,6 +125,4 @@ class GrpcLeadJourneys(LeadJourneys):
         )
 
     async def close(self) -> None:
-        if self._channel is not None:
-            channel, self._channel = self._channel, None
-            await channel.close()
+        await self._lead.close()
