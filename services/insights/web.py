@@ -24,8 +24,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import signal
-import sys
 import uuid
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -42,6 +40,7 @@ from closedloop.grpckit.errors import FIELD_METADATA_KEY
 from closedloop.insights.v1 import insights_service_pb2 as pb
 from closedloop.insights.v1 import insights_service_pb2_grpc
 from closedloop.money import exponent
+from closedloop.process import Running, run_forever
 from closedloop.protobuf import enum_name
 from services.insights.settings import DashboardEnv
 
@@ -812,24 +811,21 @@ async def start_dashboard(
     return Dashboard(runner=runner, host=host, port=bound)
 
 
-async def main() -> None:
+def main() -> None:
     config = ServiceConfig.from_env("insights")
-    dashboard = await start_dashboard(insights_address=config.peer_address("insights"))
-    print(  # noqa: T201 - the address line operators and scripts read
-        f"closedloop dashboard on {dashboard.url}", flush=True
-    )
-    stopping = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stopping.set)
-    await stopping.wait()
-    await dashboard.stop()
+
+    async def start() -> Running:
+        dashboard = await start_dashboard(
+            insights_address=config.peer_address("insights")
+        )
+        return Running(
+            name="the dashboard",
+            banner=f"closedloop dashboard on {dashboard.url}",
+            on_stop=dashboard.stop,
+        )
+
+    run_forever(start, collect_less=False)
 
 
 if __name__ == "__main__":
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    asyncio.run(main())
+    main()
