@@ -13,14 +13,14 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 from urllib.parse import urlsplit
 
 from closedloop import bus
 from closedloop.bus.streams import LOG_STREAM, StreamSettings, provision_streams
-from closedloop.config import DEFAULT_NATS_URL, ServiceConfig
+from closedloop.config import ProcessEnv, ServiceConfig
 from closedloop.grpckit.health import wait_healthy
 from closedloop.natsserver import NatsServer
+from closedloop.readmodels.common import ReadStoreEnv
 from services.insights.web import dashboard_url
 
 #: The processes `make run` starts, in order: (name, module).
@@ -37,10 +37,7 @@ GRPC_SERVICES = ("lead", "deal", "consent", "attribution", "insights")
 
 
 def read_store(env: dict[str, str]) -> str:
-    data_dir = env.get("CLOSEDLOOP_DATA_DIR", "var")
-    return env.get(
-        "CLOSEDLOOP_PROJECTOR_STORE_URL", f"sqlite:///{data_dir}/projector/read.db"
-    )
+    return ReadStoreEnv.from_env(env).read_store_url()
 
 
 def _say(text: str) -> None:
@@ -56,13 +53,13 @@ async def _provision(url: str, settings: StreamSettings) -> list[str]:
 
 
 def main() -> int:  # noqa: C901, PLR0912, PLR0915 - one linear start-up and shutdown
-    data_dir = Path(os.environ.get("CLOSEDLOOP_DATA_DIR", "var")).resolve()
+    settings = ProcessEnv.from_env()
+    data_dir = settings.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, CLOSEDLOOP_DATA_DIR=str(data_dir))
     nats_server: NatsServer | None = None
-    nats_url = os.environ.get("CLOSEDLOOP_NATS_URL")
-    if not nats_url:
-        nats_url = DEFAULT_NATS_URL
+    nats_url = settings.nats_url
+    if "nats_url" not in settings.model_fields_set:  # not given: start our own
         parts = urlsplit(nats_url)
         nats_server = NatsServer(
             store_dir=data_dir / "nats",

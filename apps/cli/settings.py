@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
-from closedloop.config import DEFAULT_GRPC_PORTS, DEFAULT_NATS_URL
+from closedloop.config import DEFAULT_GRPC_PORTS, EndpointEnv, PeersEnv, ProcessEnv
+from closedloop.readmodels.common import ReadStoreEnv
 
 
 @dataclass
@@ -16,18 +16,15 @@ class Settings:
 
 
 def _insights_address() -> str:
-    host = os.environ.get("CLOSEDLOOP_GRPC_HOST", "127.0.0.1")
-    port = os.environ.get(
-        "CLOSEDLOOP_INSIGHTS_GRPC_PORT", str(DEFAULT_GRPC_PORTS["insights"])
-    )
-    return f"{host}:{port}"
+    host = ProcessEnv.from_env().grpc_host
+    port = EndpointEnv.of("insights").grpc_port
+    return f"{host}:{DEFAULT_GRPC_PORTS['insights'] if port is None else port}"
 
 
 def _settings() -> Settings:
-    from closedloop.readmodels import store_url  # noqa: PLC0415
-
+    env = ReadStoreEnv.from_env()
     return Settings(
-        store_url=store_url(),
-        nats_url=os.environ.get("CLOSEDLOOP_NATS_URL", DEFAULT_NATS_URL),
-        address=os.environ.get("CLOSEDLOOP_INSIGHTS_ADDRESS") or _insights_address(),
+        store_url=env.read_store_url(),
+        nats_url=env.nats_url,
+        address=PeersEnv.from_env().insights_address or _insights_address(),
     )

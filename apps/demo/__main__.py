@@ -25,7 +25,7 @@ from apps.demo.report import (
 )
 from apps.demo.scenario import plan_quarter
 from apps.devrun import GRPC_SERVICES, SERVICES
-from closedloop.config import ServiceConfig
+from closedloop.config import ProcessEnv, ServiceConfig
 from closedloop.grpckit.health import wait_healthy
 from services.insights.web import dashboard_url
 
@@ -51,7 +51,7 @@ async def ensure_running() -> None:
     if await _healthy(names, 1.0):
         console.print("closedloop is running; using it.")
         return
-    data_dir = Path(os.environ.get("CLOSEDLOOP_DATA_DIR", "var"))
+    data_dir = ProcessEnv.from_env().data_dir
     (data_dir / "logs").mkdir(parents=True, exist_ok=True)
     log = (data_dir / "logs" / "devrun.log").open("ab")
     process = subprocess.Popen(  # noqa: ASYNC220 - our own launcher, started once

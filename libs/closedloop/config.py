@@ -1,12 +1,36 @@
-"""Settings from environment variables with documented defaults, read at start-up."""
+"""Settings from environment variables with documented defaults, read at start-up.
+
+Every process reads its environment through pydantic-settings models derived from
+`EnvSettings`: one way to name a variable, parse it, give its default, and fail at
+start-up with a `ConfigError` naming the variable. A model's `from_env(environ)` reads
+the given mapping instead of `os.environ` (tests, and processes that start others).
+An empty variable counts as unset. The eventsourcing library's own keys
+(PERSISTENCE_MODULE, SQLITE_DBNAME, POSTGRES_*...) stay the library's.
+"""
 
 from __future__ import annotations
 
-import os
 import secrets
 from collections.abc import Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from pydantic import BeforeValidator, Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+from pydantic_settings.sources.utils import parse_env_vars
+
+if TYPE_CHECKING:
+    from typing import Self
+
+    from pydantic_core import ErrorDetails
 
 #: Default gRPC ports, one per service, on 127.0.0.1.
 DEFAULT_GRPC_PORTS = {
@@ -20,9 +44,145 @@ DEFAULT_GRPC_PORTS = {
 #: `make run` starts its own nats-server here unless CLOSEDLOOP_NATS_URL is set.
 DEFAULT_NATS_URL = "nats://127.0.0.1:14222"
 
+#: Where a relay may read and map its store's events (see closedloop.relay.outbox).
+RELAY_OUTBOXES = ("process", "thread")
+RelayOutbox = Literal["process", "thread"]
+
 
 class ConfigError(ValueError):
     """A setting is missing or malformed; the message names the variable."""
+
+
+def _comma_list(value: object) -> object:
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    return value
+
+
+#: `a, b,c` -> ("a", "b", "c"): a list in one variable, blanks dropped.
+CommaList = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_comma_list)]
+
+#: The mapping `from_env` reads instead of os.environ, while it reads.
+_environ: ContextVar[Mapping[str, str] | None] = ContextVar("environ", default=None)
+
+
+class EnvSettings(BaseSettings):
+    """The base of every process's settings: `CLOSEDLOOP_<FIELD>` unless aliased."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CLOSEDLOOP_", env_ignore_empty=True, frozen=True, extra="ignore"
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],  # noqa: ARG003 - not used
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,  # noqa: ARG003 - not used
+        file_secret_settings: PydanticBaseSettingsSource,  # noqa: ARG003 - not used
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Keywords, then the environment (or the mapping `from_env` was given)."""
+        environ = _environ.get()
+        if environ is not None and isinstance(env_settings, EnvSettingsSource):
+            env_settings.env_vars = parse_env_vars(
+                environ,
+                env_settings.case_sensitive or False,
+                env_settings.env_ignore_empty,
+                env_settings.env_parse_none_str,
+            )
+        return init_settings, env_settings
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, *, prefix: str | None = None
+    ) -> Self:
+        """Reads `environ` (default os.environ); `prefix` replaces the model's own."""
+        token = _environ.set(environ)
+        try:
+            # BaseSettings takes the prefix as a keyword its fields do not declare.
+            options: dict[str, Any] = {"_env_prefix": prefix}
+            return cls(**options)
+        except ValidationError as error:
+            reasons = "; ".join(
+                cls._reason(detail, prefix) for detail in error.errors()
+            )
+            raise ConfigError(reasons) from None
+        finally:
+            _environ.reset(token)
+
+    @classmethod
+    def variable(cls, name: str, prefix: str | None = None) -> str:
+        """The environment variable a field is read from."""
+        info = cls.model_fields.get(name)
+        if info is not None and isinstance(info.validation_alias, str):
+            return info.validation_alias
+        return (prefix or cls.model_config.get("env_prefix") or "") + name.upper()
+
+    @classmethod
+    def _reason(cls, detail: ErrorDetails, prefix: str | None) -> str:
+        variable = cls.variable(str(detail["loc"][0]), prefix) if detail["loc"] else ""
+        if detail["type"] == "missing":
+            return f"{variable} is not set"
+        cause = detail.get("ctx", {}).get("error")
+        reason = str(cause) if detail["type"] == "value_error" else detail["msg"]
+        return f"{variable}={detail['input']!r}: {reason[:1].lower()}{reason[1:]}"
+
+
+class ProcessEnv(EnvSettings):
+    """What every closedloop process reads: its data folder, NATS, its host."""
+
+    data_dir: Path = Field(
+        default=Path("var"),
+        validation_alias="CLOSEDLOOP_DATA_DIR",
+        validate_default=True,
+    )
+    nats_url: str = Field(
+        default=DEFAULT_NATS_URL, validation_alias="CLOSEDLOOP_NATS_URL"
+    )
+    grpc_host: str = Field(default="127.0.0.1", validation_alias="CLOSEDLOOP_GRPC_HOST")
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute(cls, data_dir: Path) -> Path:
+        return data_dir.resolve()
+
+
+class EndpointEnv(EnvSettings):
+    """One service's own variables, `CLOSEDLOOP_<SERVICE>_STORE_URL` and so on."""
+
+    store_url: str | None = None
+    grpc_port: int | None = None
+
+    @classmethod
+    def of(cls, service: str, environ: Mapping[str, str] | None = None) -> Self:
+        return cls.from_env(environ, prefix=f"CLOSEDLOOP_{service.upper()}_")
+
+
+class PeersEnv(EnvSettings):
+    """Where each service answers its clients: CLOSEDLOOP_<SERVICE>_ADDRESS."""
+
+    lead_address: str | None = None
+    deal_address: str | None = None
+    consent_address: str | None = None
+    attribution_address: str | None = None
+    insights_address: str | None = None
+
+    def peers(self) -> dict[str, str]:
+        return {
+            name: address
+            for name in DEFAULT_GRPC_PORTS
+            if (address := getattr(self, f"{name}_address"))
+        }
+
+
+class ServiceEnv(ProcessEnv, PeersEnv):
+    """What every write-side service (and insights) reads besides its endpoint."""
+
+    stream_replicas: int = 1
+    duplicate_window_seconds: int = 600
+    secret_key: str | None = None
+    relay_outbox: RelayOutbox = "process"
 
 
 @dataclass(frozen=True)
@@ -70,65 +230,32 @@ class ServiceConfig:
     def from_env(
         cls, service: str, environ: Mapping[str, str] | None = None
     ) -> ServiceConfig:
-        env = os.environ if environ is None else environ
-        prefix = f"CLOSEDLOOP_{service.upper()}_"
-        data_dir = Path(env.get("CLOSEDLOOP_DATA_DIR", "var")).resolve()
-        store_url = env.get(
-            prefix + "STORE_URL", f"sqlite:///{data_dir / service / 'events.db'}"
-        )
+        env = ServiceEnv.from_env(environ)
+        own = EndpointEnv.of(service, environ)
         return cls(
             service=service,
-            data_dir=data_dir,
-            nats_url=env.get("CLOSEDLOOP_NATS_URL", DEFAULT_NATS_URL),
-            store_url=store_url,
-            grpc_host=env.get("CLOSEDLOOP_GRPC_HOST", "127.0.0.1"),
-            grpc_port=_int(
-                env, prefix + "GRPC_PORT", DEFAULT_GRPC_PORTS.get(service, 0)
+            data_dir=env.data_dir,
+            nats_url=env.nats_url,
+            store_url=own.store_url
+            or f"sqlite:///{env.data_dir / service / 'events.db'}",
+            grpc_host=env.grpc_host,
+            grpc_port=(
+                DEFAULT_GRPC_PORTS.get(service, 0)
+                if own.grpc_port is None
+                else own.grpc_port
             ),
-            stream_replicas=_int(env, "CLOSEDLOOP_STREAM_REPLICAS", 1),
-            duplicate_window_seconds=float(
-                _int(env, "CLOSEDLOOP_DUPLICATE_WINDOW_SECONDS", 600)
-            ),
-            secret_key=_secret_key(env, data_dir),
-            peers={
-                name: env[f"CLOSEDLOOP_{name.upper()}_ADDRESS"]
-                for name in DEFAULT_GRPC_PORTS
-                if env.get(f"CLOSEDLOOP_{name.upper()}_ADDRESS")
-            },
-            relay_outbox=_choice(
-                env, "CLOSEDLOOP_RELAY_OUTBOX", RELAY_OUTBOXES, default="process"
-            ),
+            stream_replicas=env.stream_replicas,
+            duplicate_window_seconds=float(env.duplicate_window_seconds),
+            secret_key=_secret_key(env.secret_key, env.data_dir),
+            peers=env.peers(),
+            relay_outbox=env.relay_outbox,
         )
 
 
-#: Where a relay may read and map its store's events (see closedloop.relay.outbox).
-RELAY_OUTBOXES = ("process", "thread")
-
-
-def _choice(
-    env: Mapping[str, str], name: str, choices: tuple[str, ...], *, default: str
-) -> str:
-    raw = env.get(name) or default
-    if raw not in choices:
-        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
-    return raw
-
-
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
-
-
-def _secret_key(env: Mapping[str, str], data_dir: Path) -> bytes:
+def _secret_key(configured: str | None, data_dir: Path) -> bytes:
     """The server-held secret for keyed hashes; generated once for local runs."""
-    raw = env.get("CLOSEDLOOP_SECRET_KEY")
-    if raw:
-        return raw.encode()
+    if configured:
+        return configured.encode()
     path = data_dir / "secret.key"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)

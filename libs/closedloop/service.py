@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
-import signal
-import sys
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from closedloop import bus
+from closedloop import bus, retry
 from closedloop.bus.consumer import ConsumerSpec, EventConsumer
 from closedloop.bus.streams import StreamSettings, context_stream, provision_streams
 from closedloop.eventstore.store import StoreLocation
@@ -32,6 +29,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: How often a service asks again for a NATS that is not there yet.
+NATS_AWAY = retry.Backoff.constant(1.0)
+
 
 @dataclass
 class Service:
@@ -47,6 +47,17 @@ class Service:
     on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     nc: Client | None = None
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.config.service
+
+    @property
+    def banner(self) -> str:
+        return (
+            f"closedloop {self.config.service} listening on "
+            f"{self.config.grpc_host}:{self.server.port}"
+        )
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stops taking calls, finishes those in flight, lets the relay catch up."""
@@ -154,27 +165,29 @@ async def _connect_and_relay(
 ) -> None:
     """Runs beside the gRPC server: commands succeed while NATS is still away."""
     config = service.config
-    while True:
-        try:
-            nc = await bus.connect(config.nats_url, name=f"closedloop-{config.service}")
-            break
-        except Exception as error:  # noqa: BLE001 - keep trying until NATS is there
-            log.warning("cannot reach NATS at %s yet: %s", config.nats_url, error)
-            await asyncio.sleep(1)
+    nc = await retry.call_async(
+        lambda: bus.connect(config.nats_url, name=f"closedloop-{config.service}"),
+        on=Exception,  # whatever it is, keep trying until NATS is there
+        backoff=NATS_AWAY,
+        before_retry=lambda error: log.warning(
+            "cannot reach NATS at %s yet: %s", config.nats_url, error
+        ),
+    )
     service.nc = nc
     settings = StreamSettings(
         replicas=config.stream_replicas,
         duplicate_window_seconds=config.duplicate_window_seconds,
     )
-    while True:
-        try:
-            await provision_streams(
-                nc.jetstream(), settings, (config.service,), include_log=False
-            )
-            break
-        except Exception as error:  # noqa: BLE001 - NATS may be away; keep trying
-            log.warning("cannot provision streams yet: %s", error)
-            await asyncio.sleep(1)
+    await retry.call_async(
+        lambda: provision_streams(
+            nc.jetstream(), settings, (config.service,), include_log=False
+        ),
+        on=Exception,  # NATS may be away; keep trying
+        backoff=NATS_AWAY,
+        before_retry=lambda error: log.warning(
+            "cannot provision streams yet: %s", error
+        ),
+    )
     relay = Relay(
         name=f"{config.service}-relay",
         # Decoding and mapping stored events happens in a worker process, off the
@@ -194,52 +207,3 @@ async def _connect_and_relay(
             asyncio.create_task(consumer.run(), name=spec.subscription.durable)
         )
     await relay.run()
-
-
-#: Allocations between two collections of CPython's youngest generation (default 700).
-GC_YOUNG_THRESHOLD = 50_000
-
-
-def tune_garbage_collection() -> None:
-    """Collects less often than CPython's defaults, which suit short scripts.
-
-    A service holds many long-lived objects (up to 10,000 cached aggregates with their
-    events, protobuf descriptors, gRPC and NATS state), and every command allocates a
-    few hundred short-lived ones. With the default thresholds the collector keeps
-    traversing them under load: at 64 clients the lead service took about a tenth more
-    commands per second than with the default young threshold (four paired rounds,
-    every one faster). What start-up built is frozen (never traversed again);
-    collections still run, so cyclic garbage is still reclaimed, a few tens of
-    thousands of allocations later.
-    """
-    gc.collect()
-    gc.freeze()
-    _, middle, oldest = gc.get_threshold()
-    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, oldest)
-
-
-def run_forever(start: Callable[[], Any]) -> None:
-    """Process entry point: runs until SIGTERM or Ctrl-C, then stops gracefully."""
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-
-    async def main() -> None:
-        service: Service = await start()
-        tune_garbage_collection()
-        print(  # noqa: T201 - the address line operators and scripts read
-            f"closedloop {service.config.service} listening on "
-            f"{service.config.grpc_host}:{service.server.port}",
-            flush=True,
-        )
-        stopping = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stopping.set)
-        await stopping.wait()
-        log.info("stopping %s", service.config.service)
-        await service.stop()
-
-    asyncio.run(main())

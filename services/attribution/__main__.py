@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Any
 from closedloop.attribution.v1 import attribution_service_pb2_grpc
 from closedloop.config import ServiceConfig
 from closedloop.grpckit.server import Registration
-from closedloop.service import Service, run_forever, start_service
+from closedloop.process import run_forever
+from closedloop.service import Service, start_service
 from services.attribution.api import SERVICE_NAME, AttributionServicer
 from services.attribution.application import Attributions
 from services.attribution.lead_journeys import (

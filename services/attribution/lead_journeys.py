@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import grpc
 
 from closedloop.errors import Unavailable
-from closedloop.grpckit import CORRELATION_ID_KEY, TRACEPARENT_KEY
+from closedloop.grpckit.client import ServiceClient, on_behalf_of
 from closedloop.grpckit.paging import MAX_PAGE_SIZE, every_page
 from closedloop.lead.v1 import lead_service_pb2 as lead_pb
 from closedloop.lead.v1 import lead_service_pb2_grpc, types_pb2
@@ -31,11 +31,6 @@ LEAD_DEADLINE_SECONDS = 5.0
 UNASSIGNED = "unassigned"
 #: Touchpoints per GetJourney call: the most a page holds, so most journeys take one.
 JOURNEY_PAGE_SIZE = MAX_PAGE_SIZE
-
-_CHANNEL_OPTIONS = (
-    ("grpc.initial_reconnect_backoff_ms", 250),
-    ("grpc.max_reconnect_backoff_ms", 2000),
-)
 
 
 @dataclass(frozen=True)
@@ -87,36 +82,19 @@ class GrpcLeadJourneys(LeadJourneys):
     ) -> None:
         self.address = address
         self.deadline = deadline
-        self._channel: grpc.aio.Channel | None = None
-
-    def _stub(self) -> lead_service_pb2_grpc.LeadServiceStub:
-        if self._channel is None:
-            self._channel = grpc.aio.insecure_channel(
-                self.address, options=_CHANNEL_OPTIONS
-            )
-        return lead_service_pb2_grpc.LeadServiceStub(self._channel)
+        self._lead = ServiceClient(
+            address, lead_service_pb2_grpc.LeadServiceStub, default_timeout=deadline
+        )
 
     async def journey(
         self, lead_id: uuid.UUID, meta: EventMeta | None = None
     ) -> LeadJourney | None:
-        metadata = (
-            ()
-            if meta is None
-            else (
-                (CORRELATION_ID_KEY, meta.correlation_id),
-                (TRACEPARENT_KEY, meta.traceparent),
-            )
-        )
-        stub = self._stub()
+        stub = self._lead.stub()
         try:
             # The gRPC deadlines bound each call; the outer timeout is a backstop for
             # anything before they start (name resolution, a stuck channel).
-            async with asyncio.timeout(2 * self.deadline + 0.5):
-                lead = await stub.GetLead(
-                    lead_pb.GetLeadRequest(lead_id=str(lead_id)),
-                    timeout=self.deadline,
-                    metadata=metadata,
-                )
+            async with asyncio.timeout(2 * self.deadline + 0.5), on_behalf_of(meta):
+                lead = await stub.GetLead(lead_pb.GetLeadRequest(lead_id=str(lead_id)))
                 touchpoints = [
                     touchpoint
                     async for page in every_page(
@@ -125,9 +103,7 @@ class GrpcLeadJourneys(LeadJourneys):
                                 lead_id=str(lead_id),
                                 page_size=JOURNEY_PAGE_SIZE,
                                 page_token=token,
-                            ),
-                            timeout=self.deadline,
-                            metadata=metadata,
+                            )
                         )
                     )
                     for touchpoint in page.touchpoints
@@ -161,6 +137,4 @@ class GrpcLeadJourneys(LeadJourneys):
         )
 
     async def close(self) -> None:
-        if self._channel is not None:
-            channel, self._channel = self._channel, None
-            await channel.close()
+        await self._lead.close()

@@ -11,12 +11,14 @@
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from closedloop.config import ConfigError
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from closedloop.config import ConfigError, EnvSettings
 from services.attribution.models import DEFAULT_HALF_LIFE, DEFAULT_LOOKBACK, ModelSpec
 from services.attribution.rules import MODELS
 
@@ -64,33 +66,23 @@ class AttributionSettings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> AttributionSettings:
-        env = os.environ if environ is None else environ
+        env = AttributionEnv.from_env(environ)
         return cls(
-            lookback=timedelta(
-                days=_number(env, "LOOKBACK_DAYS", DEFAULT_LOOKBACK.days)
-            ),
-            half_life=timedelta(
-                days=_number(env, "HALF_LIFE_DAYS", DEFAULT_HALF_LIFE.days)
-            ),
-            markov_order=int(_number(env, "MARKOV_ORDER", 1, integer=True)),
-            train_interval=_number(
-                env, "TRAIN_INTERVAL_SECONDS", DEFAULT_TRAIN_INTERVAL
-            ),
+            lookback=timedelta(days=env.lookback_days),
+            half_life=timedelta(days=env.half_life_days),
+            markov_order=env.markov_order,
+            train_interval=env.train_interval_seconds,
         )
 
 
-def _number(
-    env: Mapping[str, str], key: str, default: float, *, integer: bool = False
-) -> float:
-    name = PREFIX + key
-    raw = env.get(name, "").strip()
-    if not raw:
-        return float(default)
-    try:
-        value = int(raw) if integer else float(raw)
-    except ValueError:
-        kind = "an integer" if integer else "a number"
-        raise ConfigError(f"{name} must be {kind}, got {raw!r}") from None
-    if not math.isfinite(value):
-        raise ConfigError(f"{name} must be a finite number, got {raw!r}")
-    return float(value)
+class AttributionEnv(EnvSettings):
+    """The variables as they are written: days and seconds, finite numbers."""
+
+    model_config = SettingsConfigDict(env_prefix=PREFIX)
+
+    lookback_days: float = Field(default=DEFAULT_LOOKBACK.days, allow_inf_nan=False)
+    half_life_days: float = Field(default=DEFAULT_HALF_LIFE.days, allow_inf_nan=False)
+    markov_order: int = 1
+    train_interval_seconds: float = Field(
+        default=DEFAULT_TRAIN_INTERVAL, allow_inf_nan=False
+    )

@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Any
 from closedloop.config import ServiceConfig
 from closedloop.consent.v1 import consent_service_pb2_grpc
 from closedloop.grpckit.server import Registration
-from closedloop.service import Service, run_forever, start_service
+from closedloop.process import run_forever
+from closedloop.service import Service, start_service
 from services.consent.api import SERVICE_NAME, ConsentServicer
 from services.consent.application import Consents, ConsentStore
 from services.consent.wire import SOURCE, to_message

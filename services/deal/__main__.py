@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Any
 from closedloop.config import ServiceConfig
 from closedloop.deal.v1 import deal_service_pb2_grpc
 from closedloop.grpckit.server import Registration
-from closedloop.service import Service, run_forever, start_service
+from closedloop.process import run_forever
+from closedloop.service import Service, start_service
 from services.deal.api import SERVICE_NAME, DealServicer
 from services.deal.application import Deals, DealStore
 from services.deal.lead_directory import GrpcLeadDirectory, LeadDirectory

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import grpc
 
 from closedloop.errors import Unavailable
-from closedloop.grpckit import CORRELATION_ID_KEY, TRACEPARENT_KEY
+from closedloop.grpckit.client import ServiceClient, on_behalf_of
 from closedloop.lead.v1 import lead_service_pb2 as lead_pb
 from closedloop.lead.v1 import lead_service_pb2_grpc, types_pb2
 from closedloop.protobuf import enum_name
@@ -21,15 +21,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: How long OpenDeal waits for the lead service before it answers UNAVAILABLE.
+#: How long OpenDeal waits for the lead service before it answers UNAVAILABLE, at
+#: most: less when OpenDeal's own caller has less time left.
 LEAD_DEADLINE_SECONDS = 2.0
-
-#: Reconnect soon after the lead service comes back, instead of backing off for up to
-#: two minutes. gRPC's "min_reconnect_backoff" stays: it is the connect timeout.
-_CHANNEL_OPTIONS = (
-    ("grpc.initial_reconnect_backoff_ms", 250),
-    ("grpc.max_reconnect_backoff_ms", 2000),
-)
 
 
 class LeadDirectory:
@@ -62,34 +56,19 @@ class GrpcLeadDirectory(LeadDirectory):
     ) -> None:
         self.address = address
         self.deadline = deadline
-        self._channel: grpc.aio.Channel | None = None
-
-    def _stub(self) -> lead_service_pb2_grpc.LeadServiceStub:
-        if self._channel is None:
-            self._channel = grpc.aio.insecure_channel(
-                self.address, options=_CHANNEL_OPTIONS
-            )
-        return lead_service_pb2_grpc.LeadServiceStub(self._channel)
+        self._lead = ServiceClient(
+            address, lead_service_pb2_grpc.LeadServiceStub, default_timeout=deadline
+        )
 
     async def find_lead(
         self, lead_id: uuid.UUID, meta: EventMeta | None = None
     ) -> LeadStanding | None:
-        metadata = (
-            ()
-            if meta is None
-            else (
-                (CORRELATION_ID_KEY, meta.correlation_id),
-                (TRACEPARENT_KEY, meta.traceparent),
-            )
-        )
         request = lead_pb.GetLeadRequest(lead_id=str(lead_id))
         try:
             # The gRPC deadline bounds the call; the outer timeout is a backstop for
             # anything before it starts (name resolution, a stuck channel).
-            async with asyncio.timeout(self.deadline + 0.5):
-                reply = await self._stub().GetLead(
-                    request, timeout=self.deadline, metadata=metadata
-                )
+            async with asyncio.timeout(self.deadline + 0.5), on_behalf_of(meta):
+                reply = await self._lead.stub().GetLead(request)
         except grpc.aio.AioRpcError as error:
             if error.code() == grpc.StatusCode.NOT_FOUND:
                 return None
@@ -124,6 +103,4 @@ class GrpcLeadDirectory(LeadDirectory):
         )
 
     async def close(self) -> None:
-        if self._channel is not None:
-            channel, self._channel = self._channel, None
-            await channel.close()
+        await self._lead.close()

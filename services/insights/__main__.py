@@ -10,15 +10,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
-import sys
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from closedloop import bus
+from closedloop import bus, retry
 from closedloop.config import ServiceConfig
 from closedloop.grpckit.server import Registration, RunningServer, start_server
 from closedloop.insights.v1 import insights_service_pb2_grpc
+from closedloop.process import Running, run_forever
 from closedloop.projections import ReadStore, discover
 from closedloop.projections.reader import log_last_seq
 from closedloop.readmodels import store_url
@@ -86,46 +85,46 @@ async def bootstrap(
     insights = Insights(config=config, server=server, store=store, nc=connections)
 
     async def connect() -> None:
-        while True:
-            try:
-                nc = await bus.connect(config.nats_url, name="closedloop-insights")
-            except Exception as error:  # noqa: BLE001 - NATS may come later
-                log.info("NATS not reachable yet (%s); lag is unknown meanwhile", error)
-                await asyncio.sleep(2)
-            else:
-                connections.append(nc)
-                return
+        nc = await retry.call_async(
+            lambda: bus.connect(config.nats_url, name="closedloop-insights"),
+            on=Exception,  # whatever it is, NATS may come later
+            backoff=retry.Backoff.constant(2.0),
+            before_retry=lambda error: log.info(
+                "NATS not reachable yet (%s); lag is unknown meanwhile", error
+            ),
+        )
+        connections.append(nc)
 
     insights.tasks.append(asyncio.create_task(connect(), name="nats"))
     return insights
 
 
-async def main() -> None:
-    config = ServiceConfig.from_env("insights")
+async def start(config: ServiceConfig) -> Running:
     insights = await bootstrap(config)
     # The dashboard reads through the same API, so it shows what the API answers.
     dashboard = await start_dashboard(
         insights_address=dial_address(config.grpc_host, insights.server.port)
     )
-    print(  # noqa: T201 - the address lines operators and scripts read
-        f"closedloop insights listening on {config.grpc_host}:{insights.server.port}\n"
-        f"closedloop dashboard on {dashboard.url}",
-        flush=True,
+
+    async def stop() -> None:
+        await dashboard.stop()
+        await insights.stop()
+
+    return Running(
+        name="insights",
+        banner=(
+            f"closedloop insights listening on {config.grpc_host}:"
+            f"{insights.server.port}\n"
+            f"closedloop dashboard on {dashboard.url}"
+        ),
+        on_stop=stop,
     )
-    stopping = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stopping.set)
-    await stopping.wait()
-    log.info("stopping insights")
-    await dashboard.stop()
-    await insights.stop()
+
+
+def main() -> None:
+    config = ServiceConfig.from_env("insights")
+    run_forever(lambda: start(config), collect_less=False)
 
 
 if __name__ == "__main__":
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    asyncio.run(main())
+    main()

@@ -21,17 +21,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import signal
-import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import grpc
 from aiohttp import web
 
-from closedloop.config import ConfigError, ServiceConfig
+from closedloop.config import ServiceConfig
 from closedloop.insights.v1 import insights_service_pb2_grpc
+from closedloop.process import Running, run_forever
+from services.insights.settings import DashboardEnv
 from services.insights.web_feed import ChangeFeed, poll, stream_handler
 from services.insights.web_handlers import STUB, host_guard, routes
 
@@ -107,18 +106,9 @@ def make_dashboard_app(
 
 def http_settings(environ: Mapping[str, str] | None = None) -> tuple[str, int]:
     """(host, port) from CLOSEDLOOP_INSIGHTS_HTTP_HOST and _PORT, with defaults."""
-    env = os.environ if environ is None else environ
-    host = env.get(HOST_VARIABLE, "").strip() or DEFAULT_HTTP_HOST
-    raw = env.get(PORT_VARIABLE, "").strip()
-    if not raw:
-        return host, DEFAULT_HTTP_PORT
-    try:
-        port = int(raw)
-    except ValueError:
-        raise ConfigError(f"{PORT_VARIABLE} must be an integer, got {raw!r}") from None
-    if not 0 <= port <= 65535:  # noqa: PLR2004 - the TCP port range
-        raise ConfigError(f"{PORT_VARIABLE} must be 0 to 65535, got {port}")
-    return host, port
+    env = DashboardEnv.from_env(environ)
+    port = DEFAULT_HTTP_PORT if env.http_port is None else env.http_port
+    return env.http_host or DEFAULT_HTTP_HOST, port
 
 
 def dial_address(host: str, port: int) -> str:
@@ -180,24 +170,21 @@ async def start_dashboard(
     return Dashboard(runner=runner, host=host, port=bound)
 
 
-async def main() -> None:
+def main() -> None:
     config = ServiceConfig.from_env("insights")
-    dashboard = await start_dashboard(insights_address=config.peer_address("insights"))
-    print(  # noqa: T201 - the address line operators and scripts read
-        f"closedloop dashboard on {dashboard.url}", flush=True
-    )
-    stopping = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stopping.set)
-    await stopping.wait()
-    await dashboard.stop()
+
+    async def start() -> Running:
+        dashboard = await start_dashboard(
+            insights_address=config.peer_address("insights")
+        )
+        return Running(
+            name="the dashboard",
+            banner=f"closedloop dashboard on {dashboard.url}",
+            on_stop=dashboard.stop,
+        )
+
+    run_forever(start, collect_less=False)
 
 
 if __name__ == "__main__":
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    asyncio.run(main())
+    main()

@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Any
 from closedloop.config import ServiceConfig
 from closedloop.grpckit.server import Registration
 from closedloop.lead.v1 import lead_service_pb2_grpc
-from closedloop.service import Service, run_forever, start_service
+from closedloop.process import run_forever
+from closedloop.service import Service, start_service
 from services.lead.api import SERVICE_NAME, LeadServicer
 from services.lead.application import Leads, LeadStore
 from services.lead.subscriptions import lead_subscriptions

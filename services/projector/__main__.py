@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import signal
-import sys
 
+from closedloop.process import Running, run_forever
 from closedloop.projections import discover
 from services.projector.app import start_projector, stop_projector
 from services.projector.config import ProjectorConfig
@@ -14,31 +12,27 @@ from services.projector.config import ProjectorConfig
 log = logging.getLogger("services.projector")
 
 
-async def main() -> None:
-    config = ProjectorConfig.from_env()
+async def start(config: ProjectorConfig) -> Running:
     registry = discover()
     for name, error in sorted(registry.errors.items()):
         log.error("projection %s not loaded: %s", name, error)
     names = config.only or tuple(registry.names())
     projections = [registry.get(name)() for name in names]
     projector, task = await start_projector(config, projections)
-    print(  # noqa: T201 - the line operators and scripts read
-        f"closedloop projector running {', '.join(names) or 'no projections'}; "
-        f"store {config.store_url}",
-        flush=True,
+    return Running(
+        name="the projector",
+        banner=(
+            f"closedloop projector running {', '.join(names) or 'no projections'}; "
+            f"store {config.store_url}"
+        ),
+        on_stop=lambda: stop_projector(projector, task),
     )
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, projector.stop.set)
-    await projector.stop.wait()
-    log.info("stopping the projector")
-    await stop_projector(projector, task)
+
+
+def main() -> None:
+    config = ProjectorConfig.from_env()
+    run_forever(lambda: start(config), collect_less=False)
 
 
 if __name__ == "__main__":
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    asyncio.run(main())
+    main()

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from closedloop.config import DEFAULT_NATS_URL, ConfigError
-from closedloop.readmodels import store_url
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from closedloop.config import CommaList
+from closedloop.readmodels.common import ReadStoreEnv
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -40,42 +42,22 @@ class ProjectorConfig:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ProjectorConfig:
-        env = os.environ if environ is None else environ
-        data_dir = Path(env.get("CLOSEDLOOP_DATA_DIR", "var")).resolve()
+        env = ProjectorEnv.from_env(environ)
         return cls(
-            data_dir=data_dir,
-            nats_url=env.get("CLOSEDLOOP_NATS_URL", DEFAULT_NATS_URL),
-            store_url=store_url(env),
-            batch_size=_positive(env, "CLOSEDLOOP_PROJECTOR_BATCH_SIZE", 500),
-            max_attempts=_positive(env, "CLOSEDLOOP_PROJECTOR_MAX_ATTEMPTS", 3),
-            auto_build=_flag(env, "CLOSEDLOOP_PROJECTOR_AUTO_BUILD", default=True),
-            only=tuple(
-                name.strip()
-                for name in env.get("CLOSEDLOOP_PROJECTOR_ONLY", "").split(",")
-                if name.strip()
-            ),
+            data_dir=env.data_dir,
+            nats_url=env.nats_url,
+            store_url=env.read_store_url(),
+            batch_size=env.batch_size,
+            max_attempts=env.max_attempts,
+            auto_build=env.auto_build,
+            only=env.only,
         )
 
 
-def _positive(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(name, "")
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
-    if value < 1:
-        raise ConfigError(f"{name} must be at least 1, got {value}")
-    return value
+class ProjectorEnv(ReadStoreEnv):
+    model_config = SettingsConfigDict(env_prefix="CLOSEDLOOP_PROJECTOR_")
 
-
-def _flag(env: Mapping[str, str], name: str, *, default: bool) -> bool:
-    raw = env.get(name, "").strip().lower()
-    if not raw:
-        return default
-    if raw in {"1", "true", "yes", "on"}:
-        return True
-    if raw in {"0", "false", "no", "off"}:
-        return False
-    raise ConfigError(f"{name} must be 1 or 0, got {raw!r}")
+    batch_size: int = Field(default=500, ge=1)
+    max_attempts: int = Field(default=3, ge=1)
+    auto_build: bool = True
+    only: CommaList = ()

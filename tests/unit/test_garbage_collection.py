@@ -1,18 +1,18 @@
-"""Services collect garbage less often than CPython's defaults (see service.py)."""
+"""Services collect garbage less often than CPython's defaults (see process.py)."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 
-from closedloop.service import GC_YOUNG_THRESHOLD
+from closedloop.process import GC_YOUNG_THRESHOLD
 
 
 def test_tuning_freezes_start_up_and_raises_only_the_young_threshold() -> None:
     # In a fresh interpreter: the test process keeps its own collector settings.
     probe = (
         "import gc\n"
-        "from closedloop.service import tune_garbage_collection\n"
+        "from closedloop.process import tune_garbage_collection\n"
         "before = gc.get_threshold()\n"
         "tune_garbage_collection()\n"
         "after = gc.get_threshold()\n"

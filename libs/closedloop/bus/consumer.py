@@ -18,6 +18,7 @@ import nats.errors
 import nats.js.errors
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
+from closedloop import retry
 from closedloop.bus.cloudevents import Envelope, EnvelopeError, decode_payload
 from closedloop.errors import ConcurrencyConflict, DomainError, Unavailable
 from closedloop.eventstore.metadata import EventMeta
@@ -95,18 +96,17 @@ class EventConsumer:
         )
 
     async def run(self) -> None:
-        while True:
-            try:
-                psub = await self._bind()
-                break
-            except (nats.errors.Error, nats.js.errors.Error, TimeoutError) as error:
-                log.info(
-                    "%s: waiting for stream %s (%s)",
-                    self.subscription.durable,
-                    self.subscription.stream,
-                    error,
-                )
-                await asyncio.sleep(self._retry_delay)
+        psub = await retry.call_async(
+            self._bind,
+            on=(nats.errors.Error, nats.js.errors.Error, TimeoutError),
+            backoff=retry.Backoff.constant(self._retry_delay),
+            before_retry=lambda error: log.info(
+                "%s: waiting for stream %s (%s)",
+                self.subscription.durable,
+                self.subscription.stream,
+                error,
+            ),
+        )
         while True:
             try:
                 messages = await psub.fetch(self._batch, timeout=1.0)

@@ -35,6 +35,7 @@ from eventsourcing.application import (
 )
 from eventsourcing.persistence import IntegrityError
 
+from closedloop import retry
 from closedloop.errors import ConcurrencyConflict, DomainError, Unavailable
 
 if TYPE_CHECKING:
@@ -247,28 +248,40 @@ class CommandExecutor:
         first_try_failed: bool = False,
     ) -> _Outcome[Any]:
         attempts = self._conflict_retries - (1 if first_try_failed else 0)
-        for _ in range(max(attempts, 1)):
-            uow = UnitOfWork(self._app)
-            mark = uow.mark()
-            try:
-                result = command(uow)
-                uow.attach_meta_since(mark, meta)
-                saved = uow.save()
-            except IntegrityError:
-                uow.evict()
-                continue  # someone else wrote first: reload and decide again
-            except Exception as error:  # noqa: BLE001 - handed to the caller's future
-                if not isinstance(error, DomainError) or uow.changed_since(mark):
-                    uow.evict()
-                return _Outcome(error=error)
-            if saved and self._on_saved is not None:
-                self._on_saved(saved)
-            return _Outcome(result=result)
-        return _Outcome(
-            error=ConcurrencyConflict(
-                "another writer changed the same record; retry the request"
+        try:
+            # Someone else wrote first: reload and decide again, at once.
+            return retry.call(
+                lambda: self._attempt_alone(command, meta),
+                on=IntegrityError,
+                attempts=attempts,
             )
-        )
+        except IntegrityError:
+            return _Outcome(
+                error=ConcurrencyConflict(
+                    "another writer changed the same record; retry the request"
+                )
+            )
+
+    def _attempt_alone(
+        self, command: Callable[[UnitOfWork], Any], meta: EventMeta
+    ) -> _Outcome[Any]:
+        """One attempt in a transaction of its own; IntegrityError on a conflict."""
+        uow = UnitOfWork(self._app)
+        mark = uow.mark()
+        try:
+            result = command(uow)
+            uow.attach_meta_since(mark, meta)
+            saved = uow.save()
+        except IntegrityError:
+            uow.evict()
+            raise
+        except Exception as error:  # noqa: BLE001 - handed to the caller's future
+            if not isinstance(error, DomainError) or uow.changed_since(mark):
+                uow.evict()
+            return _Outcome(error=error)
+        if saved and self._on_saved is not None:
+            self._on_saved(saved)
+        return _Outcome(result=result)
 
 
 _writer_thread = threading.local()

@@ -24,6 +24,7 @@ from closedloop.errors import (
     NotFound,
     Unavailable,
 )
+from closedloop.grpckit.client import serving
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -91,6 +92,9 @@ def field_violations(error: grpc.RpcError) -> tuple[FieldViolation, ...]:
 def guard_servicer(servicer: Any, service_name: str) -> None:
     """Wraps each unary method of the servicer instance in the error mapping.
 
+    The wrapper also notes the call's deadline for the calls it makes (see
+    closedloop.grpckit.client).
+
     Done once when the service is registered rather than by a server interceptor,
     which would build a new method handler for every call.
     """
@@ -107,12 +111,16 @@ def guard_servicer(servicer: Any, service_name: str) -> None:
 def _guarded(
     inner: Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]], method: str
 ) -> Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]:
-    """Maps domain errors to status codes; anything unexpected is INTERNAL."""
+    """Maps domain errors to status codes; anything unexpected is INTERNAL.
+
+    Calls to other services made meanwhile end no later than this one.
+    """
 
     @functools.wraps(inner)
     async def guarded(request: Any, context: grpc.aio.ServicerContext) -> Any:
         try:
-            return await inner(request, context)
+            with serving(context):
+                return await inner(request, context)
         except InvalidArgument as error:
             status = bad_request_status(error)
             await context.abort(status.code, status.details, status.trailing_metadata)

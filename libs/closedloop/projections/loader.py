@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import importlib
 import logging
-import os
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING
 
+from pydantic import Field
+
+from closedloop.config import CommaList, EnvSettings
 from closedloop.projections.base import Projection, ProjectionDefinitionError
 
 if TYPE_CHECKING:
@@ -75,8 +77,12 @@ def load_class(spec: str) -> type[Projection]:
     return target
 
 
+class ProjectionsEnv(EnvSettings):
+    extra_projections: CommaList = Field(default=(), validation_alias=EXTRA_ENV)
+
+
 def discover(environ: Mapping[str, str] | None = None) -> Registry:
-    env = os.environ if environ is None else environ
+    extra = ProjectionsEnv.from_env(environ).extra_projections
     registry = Registry()
     for entry in entry_points(group=ENTRY_POINT_GROUP):
         source = f"entry point {entry.name} = {entry.value}"
@@ -95,9 +101,7 @@ def discover(environ: Mapping[str, str] | None = None) -> Registry:
         except Exception as error:
             log.exception("cannot load projection %s", source)
             registry.errors[entry.name] = f"{type(error).__name__}: {error}"
-    for spec in (s.strip() for s in env.get(EXTRA_ENV, "").split(",")):
-        if not spec:
-            continue
+    for spec in extra:
         try:
             registry.add(load_class(spec), f"{EXTRA_ENV} {spec}")
         except Exception as error:

@@ -30,6 +30,7 @@ import nats.js.errors
 import sqlalchemy as sa
 from google.protobuf.message import DecodeError
 
+from closedloop import retry
 from closedloop.bus.cloudevents import Envelope, EnvelopeError, decode_payload
 from closedloop.projections.base import ApplyContext, Event
 from closedloop.projections.reader import (
@@ -110,6 +111,11 @@ def is_transient(error: BaseException) -> bool:
             error, sa.exc.OperationalError | sa.exc.InterfaceError
         )
     return isinstance(error, sa.exc.TimeoutError)
+
+
+def _event_failure(error: BaseException) -> bool:
+    """The event failed to apply, not the database: worth another attempt."""
+    return not is_transient(error)
 
 
 class Applier:
@@ -232,18 +238,19 @@ class Applier:
         return applied
 
     def _apply_one(self, ctx: ApplyContext, event: Event) -> str | None:
-        error_text = ""
-        for _ in range(self.max_attempts):
-            try:
-                with ctx.conn.begin_nested():
-                    self.projection.apply([event], ctx)
-            except Exception as error:
-                if is_transient(error):
-                    raise
-                error_text = f"{type(error).__name__}: {error}"
-            else:
-                return None
-        return error_text
+        """None once the event applied; the last error after `max_attempts` tries."""
+
+        def attempt() -> None:
+            with ctx.conn.begin_nested():
+                self.projection.apply([event], ctx)
+
+        try:
+            retry.call(attempt, on=_event_failure, attempts=self.max_attempts)
+        except Exception as error:
+            if is_transient(error):
+                raise
+            return f"{type(error).__name__}: {error}"
+        return None
 
     def retry_parked(self, parked: ParkedEvent) -> str | None:
         """Applies a parked event again (after a fix); None on success, else the error.
@@ -446,23 +453,22 @@ class GenerationRunner:
         self, messages: Sequence[LogMessage], stop: asyncio.Event
     ) -> BatchResult | None:
         """Applies a batch, retrying while the database is away; None if stopped."""
-        delay = self.settings.retry_delay
-        while True:
-            try:
-                return await asyncio.to_thread(self.applier.apply, messages)
-            except GenerationRetired:
-                raise
-            except Exception as error:
-                if not is_transient(error):
-                    raise
-                log.warning("%s: database unavailable (%s); retrying", self.key, error)
-                with contextlib.suppress(Exception):
-                    await asyncio.to_thread(
-                        self.store.record_error, self.key, str(error)
-                    )
-            if await _sleep_or_stop(stop, delay):
-                return None
-            delay = min(delay * 2, 30.0)
+
+        async def database_away(error: BaseException) -> None:
+            log.warning("%s: database unavailable (%s); retrying", self.key, error)
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(self.store.record_error, self.key, str(error))
+
+        try:
+            return await retry.call_async(
+                lambda: asyncio.to_thread(self.applier.apply, messages),
+                on=is_transient,
+                backoff=retry.Backoff(first=self.settings.retry_delay, cap=30.0),
+                before_retry=database_away,
+                stop=stop,
+            )
+        except retry.RetryStopped:
+            return None
 
     def _report(self, result: BatchResult) -> None:
         if self.on_progress is None:

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import sqlalchemy as sa
 from sqlalchemy import event as sa_event
 
+from closedloop import retry
 from closedloop.eventstore.store import StoreLocation
 
 if TYPE_CHECKING:
@@ -586,13 +587,9 @@ def _wal(cursor: Any) -> None:
     A process opening the file at the same moment may hold it, and SQLite does not
     wait for it there (the busy timeout does not apply), so this does.
     """
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            cursor.execute("PRAGMA journal_mode=WAL")
-        except sqlite3.OperationalError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
-        else:
-            return
+    retry.call(
+        lambda: cursor.execute("PRAGMA journal_mode=WAL"),
+        on=sqlite3.OperationalError,
+        backoff=retry.Backoff.constant(0.05),
+        give_up_after=60,
+    )

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
+
+from pydantic import Field
+
+from closedloop.config import ProcessEnv
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -28,10 +30,17 @@ class ReadModel:
     tables: tuple[sa.Table, ...]
 
 
+class ReadStoreEnv(ProcessEnv):
+    """Where the read models are: what the projector writes and insights reads."""
+
+    store_url: str | None = Field(
+        default=None, validation_alias="CLOSEDLOOP_PROJECTOR_STORE_URL"
+    )
+
+    def read_store_url(self) -> str:
+        return self.store_url or f"sqlite:///{self.data_dir / 'projector' / 'read.db'}"
+
+
 def store_url(environ: Mapping[str, str] | None = None) -> str:
     """CLOSEDLOOP_PROJECTOR_STORE_URL, else the SQLite file under the data folder."""
-    env = os.environ if environ is None else environ
-    data_dir = Path(env.get("CLOSEDLOOP_DATA_DIR", "var")).resolve()
-    return env.get("CLOSEDLOOP_PROJECTOR_STORE_URL") or (
-        f"sqlite:///{data_dir / 'projector' / 'read.db'}"
-    )
+    return ReadStoreEnv.from_env(environ).read_store_url()

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import nats.errors
 import nats.js.errors
 
+from closedloop import retry
 from closedloop.bus.cloudevents import RELAY_POSITION_HEADER
 from closedloop.relay.outbox import OutboxUnavailableError, event_id
 from closedloop.relay.positions import RelayPositions, RelayState
@@ -35,6 +35,9 @@ if TYPE_CHECKING:
 __all__ = ["Relay", "RelaySettings", "event_id"]
 
 log = logging.getLogger(__name__)
+
+#: What the relay waits out: NATS or the store (its outbox worker) being away.
+_UNAVAILABLE = (nats.errors.Error, nats.js.errors.Error, TimeoutError, ConnectionError)
 
 
 @dataclass(frozen=True)
@@ -152,29 +155,15 @@ class Relay:
 
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
-        backoff = 0.1
+        # The backoff starts again from its first delay after every step that worked.
+        backoff = retry.Backoff(first=0.1, cap=self.settings.max_backoff, jitter=0.5)
         while True:
-            try:
-                if not self.ready.is_set():
-                    await self._resume()
-                    self.ready.set()
-                progressed = await self.step()
-                backoff = 0.1
-            except (
-                nats.errors.Error,
-                nats.js.errors.Error,
-                TimeoutError,
-                ConnectionError,
-            ) as error:
-                log.warning(
-                    "relay %s: %s unavailable (%s); retrying",
-                    self.name,
-                    "store" if isinstance(error, OutboxUnavailableError) else "NATS",
-                    error,
-                )
-                await asyncio.sleep(backoff + random.uniform(0, backoff / 2))
-                backoff = min(backoff * 2, self.settings.max_backoff)
-                continue
+            progressed = await retry.call_async(
+                self._resume_and_step,
+                on=_UNAVAILABLE,
+                backoff=backoff,
+                before_retry=self._unavailable,
+            )
             if not progressed or self._at_tail_with_nothing_in_flight():
                 # asyncio.timeout, not wait_for: on CPython 3.11 wait_for can swallow
                 # a cancellation that lands as the wake-up does, and a service
@@ -185,6 +174,20 @@ class Relay:
                 if self._wake.is_set() and self.settings.linger > 0:
                     await asyncio.sleep(self.settings.linger)
                 self._wake.clear()
+
+    async def _resume_and_step(self) -> bool:
+        if not self.ready.is_set():
+            await self._resume()
+            self.ready.set()
+        return await self.step()
+
+    def _unavailable(self, error: BaseException) -> None:
+        log.warning(
+            "relay %s: %s unavailable (%s); retrying",
+            self.name,
+            "store" if isinstance(error, OutboxUnavailableError) else "NATS",
+            error,
+        )
 
     def _may_send_another_batch(self) -> bool:
         """A backlog fills the window; at the tail, new commits gather meanwhile."""
