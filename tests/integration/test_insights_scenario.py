@@ -458,6 +458,51 @@ async def test_bad_requests_name_the_field(
         assert field_violations(error.value)[0].field == field
 
 
+@pytest.mark.parametrize(
+    ("method", "request_message", "every"),
+    [
+        pytest.param(
+            "GetCustomerValue",
+            pb.GetCustomerValueRequest(limit=-1),
+            ("limit", "period"),
+            id="value",
+        ),
+        pytest.param(
+            "GetCustomerValue",
+            pb.GetCustomerValueRequest(
+                period=pb.Period(from_month="2026-13", to_month="June"), limit=-1
+            ),
+            ("limit", "period.from_month", "period.to_month"),
+            id="value-months",
+        ),
+        pytest.param(
+            "GetRevenueByChannel",
+            pb.GetRevenueByChannelRequest(period=pb.Period(from_month="2026-13")),
+            ("model", "period.from_month"),
+            id="revenue",
+        ),
+        pytest.param(
+            "GetFunnel",
+            pb.GetFunnelRequest(
+                period=pb.Period(from_month="2026-00", to_month="2026-1")
+            ),
+            ("period.from_month", "period.to_month"),
+            id="funnel",
+        ),
+    ],
+)
+async def test_every_bad_field_of_a_request_is_listed(
+    insights: Fixture, method: str, request_message: object, every: tuple[str, ...]
+) -> None:
+    """One refusal lists each bad field; the message stays the first one's."""
+    stub, _, _ = insights
+    with pytest.raises(grpc.aio.AioRpcError) as error:
+        await getattr(stub, method)(request_message)
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error.value.details().startswith(f"{every[0]}:")
+    assert [v.field for v in field_violations(error.value)] == list(every)
+
+
 async def test_a_read_model_not_built_yet_is_a_failed_precondition(
     insights: Fixture, tmp_path: Path
 ) -> None:

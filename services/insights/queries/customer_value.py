@@ -8,12 +8,11 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from closedloop.errors import InvalidArgument
 from closedloop.money import Money
 from closedloop.projections.times import months_between, previous_month
 from closedloop.readmodels import customer_value
 from services.insights.queries import ratio
-from services.insights.queries.periods import Period, Window, window
+from services.insights.queries.periods import Period, Window, closed_window
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
@@ -102,9 +101,7 @@ def customer_value_of(
     end of the period. Every figure is per currency; the customers of most
     lifetime value come first, `limit` of them (0: DEFAULT_LIMIT).
     """
-    if not period.from_month or not period.to_month:
-        raise InvalidArgument("period", "needs from_month and to_month")
-    span = window(period)
+    span = closed_window(period)
     months = months_between(period.from_month, period.to_month)
     before: list[str] = []
     cursor = period.from_month
