@@ -7,6 +7,7 @@ import functools
 import uuid
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
+from closedloop.grpckit import paging
 from closedloop.grpckit import validation as check
 from closedloop.identity import email_digest
 from closedloop.insights.v1 import insights_service_pb2 as pb
@@ -41,6 +42,9 @@ if TYPE_CHECKING:
 #: What a query returns, and the response made of it.
 Found = TypeVar("Found")
 Reply = TypeVar("Reply")
+
+#: Customers per page of GetCustomerValue when neither page_size nor limit is given.
+DEFAULT_CUSTOMERS = 50
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["InsightsService"].full_name
 
@@ -199,12 +203,17 @@ class InsightsServicer(insights_service_pb2_grpc.InsightsServiceServicer):
                 check.refuse("limit", "must not be negative")
             period = wire.period_of(request.period)
             closed_window(period)
+            # limit, the size before paging, is the default page size: not lowered.
+            page = paging.page_request(
+                request, default_size=max(request.limit, 0) or DEFAULT_CUSTOMERS
+            )
         return await self._answer(
             customer_value.READ_MODEL,
             customer_value_of,
-            wire.customer_value_response,
+            functools.partial(wire.customer_value_response, page=page),
             period=period,
-            limit=request.limit,
+            first=page.start,
+            limit=page.limit,
         )
 
     async def ListProjections(  # noqa: N802

@@ -48,6 +48,7 @@ from closedloop.insights.v1 import insights_service_pb2 as pb
 from closedloop.insights.v1 import insights_service_pb2_grpc
 from closedloop.natsserver import NatsServer
 from closedloop.projections import discover
+from closedloop.testing.pages import pages_of
 from closedloop.testing.readside import (
     SECRET_KEY,
     ident,
@@ -356,6 +357,50 @@ async def test_customer_value_nrr_and_earned_growth(insights: Fixture) -> None:
     assert cara.acquisition == pb.ACQUISITION_EARNED
 
 
+async def test_the_customers_come_a_page_at_a_time(insights: Fixture) -> None:
+    """Pages of any size add up to the whole ranking; the figures are on each page."""
+    stub, _, _ = insights
+    whole = await stub.GetCustomerValue(pb.GetCustomerValueRequest(period=Q2))
+    assert len(whole.customers) == 5
+    assert whole.next_page_token == ""
+
+    async def value(page_size: int, token: str) -> pb.GetCustomerValueResponse:
+        page: pb.GetCustomerValueResponse = await stub.GetCustomerValue(
+            pb.GetCustomerValueRequest(period=Q2, page_size=page_size, page_token=token)
+        )
+        return page
+
+    for page_size in (1, 2, 5):
+        pages = await pages_of(value, page_size)
+        assert len(pages) == -(-5 // page_size)
+        assert [c for p in pages for c in p.customers] == list(whole.customers)
+        for page in pages:
+            assert (page.period, page.previous_period) == (Q2, Q1)
+            assert list(page.growth) == list(whole.growth)
+            assert list(page.acquisitions) == list(whole.acquisitions)
+            assert list(page.cohorts) == list(whole.cohorts)
+
+    # limit, the size before paging, still lists the first customers.
+    top = await stub.GetCustomerValue(pb.GetCustomerValueRequest(period=Q2, limit=2))
+    assert list(top.customers) == list(whole.customers[:2])
+    rest = await stub.GetCustomerValue(
+        pb.GetCustomerValueRequest(period=Q2, limit=2, page_token=top.next_page_token)
+    )
+    assert list(rest.customers) == list(whole.customers[2:4])
+
+    # A token names a place in one ranking: another period, or another limit, is
+    # another ranking.
+    for other in (
+        pb.GetCustomerValueRequest(period=Q1, page_token=top.next_page_token),
+        pb.GetCustomerValueRequest(period=Q2, page_token=top.next_page_token),
+        pb.GetCustomerValueRequest(period=Q2, page_token="bm90IGEgdG9rZW4"),  # noqa: S106
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as error:
+            await stub.GetCustomerValue(other)
+        assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert [v.field for v in field_violations(error.value)] == ["page_token"]
+
+
 async def test_list_projections_shows_position_and_lag(insights: Fixture) -> None:
     stub, _, _ = insights
 
@@ -439,6 +484,12 @@ async def test_list_projections_shows_position_and_lag(insights: Fixture) -> Non
             "limit",
         ),
         (
+            "GetCustomerValue",
+            pb.GetCustomerValueRequest(period=Q2, page_size=-1),
+            "INVALID_ARGUMENT",
+            "page_size",
+        ),
+        (
             "GetConsentStatus",
             pb.GetConsentStatusRequest(email="zoe@example.com"),
             "NOT_FOUND",
@@ -474,6 +525,12 @@ async def test_bad_requests_name_the_field(
             ),
             ("limit", "period.from_month", "period.to_month"),
             id="value-months",
+        ),
+        pytest.param(
+            "GetCustomerValue",
+            pb.GetCustomerValueRequest(page_size=-1, page_token="junk"),  # noqa: S106
+            ("period", "page_size", "page_token"),
+            id="value-page",
         ),
         pytest.param(
             "GetRevenueByChannel",

@@ -135,3 +135,31 @@ async def test_every_page_asks_with_each_next_token_until_the_last() -> None:
     assert seen == ["0", "1", "2", "3", "4"]
     assert len(asked) == 3
     assert asked[0] == ""
+
+
+async def test_joined_pages_hold_every_item_and_no_next_token() -> None:
+    items = list(range(5))
+    asked: list[str] = []
+
+    async def call(token: str) -> pb.GetJourneyResponse:
+        asked.append(token)
+        request = pb.GetJourneyRequest(lead_id=LEAD_ID, page_size=2, page_token=token)
+        page = paging.page_request(request).of(items)
+        return pb.GetJourneyResponse(
+            lead_id=LEAD_ID,
+            touchpoints=[
+                types_pb2.Touchpoint(touchpoint_id=str(i)) for i in page.items
+            ],
+            next_page_token=page.next_page_token,
+        )
+
+    whole = await paging.joined_pages(call, "touchpoints")
+    assert [t.touchpoint_id for t in whole.touchpoints] == ["0", "1", "2", "3", "4"]
+    assert (whole.lead_id, whole.next_page_token) == (LEAD_ID, "")
+    assert len(asked) == 3
+
+    asked.clear()
+    first = await paging.joined_pages(call, "touchpoints", at_most=3)
+    assert [t.touchpoint_id for t in first.touchpoints] == ["0", "1", "2"]
+    assert first.next_page_token == ""
+    assert len(asked) == 2
