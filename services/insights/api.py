@@ -133,10 +133,13 @@ class InsightsServicer(insights_service_pb2_grpc.InsightsServiceServicer):
             person = self._person(request, "person")
             if not person:
                 check.refuse("lead_id", "name the person by lead_id or email")
+            page = paging.page_request(request)
         return await self._answer(
             customer_journey.READ_MODEL,
             customer_journey_of,
-            wire.journey_response,
+            functools.partial(wire.journey_response, page=page),
+            first=page.start,
+            limit=page.limit,
             **person,
         )
 

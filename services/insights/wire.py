@@ -105,7 +105,11 @@ _KIND = {
 }
 
 
-def journey_response(journey: Journey) -> pb.GetCustomerJourneyResponse:
+def journey_response(
+    journey: Journey, page: PageRequest | None = None
+) -> pb.GetCustomerJourneyResponse:
+    """The person, and the entries as `page` (None: as read, whole)."""
+    entries = _page_of(journey.entries, page)
     return pb.GetCustomerJourneyResponse(
         lead_id=journey.lead_id,
         lead_ids=journey.lead_ids,
@@ -114,7 +118,8 @@ def journey_response(journey: Journey) -> pb.GetCustomerJourneyResponse:
         created_at=_ts(journey.created_at_us),
         erased=journey.erased,
         erased_at=_ts(journey.erased_at_us),
-        entries=[_journey_entry(entry) for entry in journey.entries],
+        entries=[_journey_entry(entry) for entry in entries.items],
+        next_page_token=entries.next_page_token,
     )
 
 

@@ -265,6 +265,51 @@ async def test_a_persons_journey_by_email_and_by_lead(insights: Fixture) -> None
     assert eve.erased
 
 
+async def test_the_journey_comes_a_page_at_a_time(insights: Fixture) -> None:
+    """Pages of any size add up to the whole journey; the person is on each page."""
+    stub, _, _ = insights
+    whole = await stub.GetCustomerJourney(
+        pb.GetCustomerJourneyRequest(email="ann@example.com")
+    )
+    assert len(whole.entries) == 16
+    assert whole.next_page_token == ""
+
+    async def journey(page_size: int, token: str) -> pb.GetCustomerJourneyResponse:
+        page: pb.GetCustomerJourneyResponse = await stub.GetCustomerJourney(
+            pb.GetCustomerJourneyRequest(
+                email="ann@example.com", page_size=page_size, page_token=token
+            )
+        )
+        return page
+
+    person = ("lead_id", "lead_ids", "anonymous_ids", "stage", "created_at", "erased")
+    for page_size in (1, 3, 16):
+        pages = await pages_of(journey, page_size)
+        assert len(pages) == -(-16 // page_size)
+        assert [e for p in pages for e in p.entries] == list(whole.entries)
+        for page in pages:
+            # The stage is "customer" on the pages before the win as well.
+            assert [getattr(page, f) for f in person] == [
+                getattr(whole, f) for f in person
+            ]
+
+    first = await journey(5, "")
+    # A token names a place in one journey: the same person asked by lead id, or
+    # another person, is another request.
+    for other in (
+        pb.GetCustomerJourneyRequest(
+            lead_id=ident("lead", "ann"), page_token=first.next_page_token
+        ),
+        pb.GetCustomerJourneyRequest(
+            email="cara@example.com", page_token=first.next_page_token
+        ),
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as error:
+            await stub.GetCustomerJourney(other)
+        assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert [v.field for v in field_violations(error.value)] == ["page_token"]
+
+
 async def test_consent_per_person_and_counts_per_purpose(insights: Fixture) -> None:
     stub, _, _ = insights
     bob = await stub.GetConsentStatus(
@@ -439,6 +484,15 @@ async def test_list_projections_shows_position_and_lag(insights: Fixture) -> Non
         ),
         (
             "GetCustomerJourney",
+            pb.GetCustomerJourneyRequest(
+                email="ann@example.com",
+                page_token="bm90IGEgdG9rZW4",  # noqa: S106 - a page token
+            ),
+            "INVALID_ARGUMENT",
+            "page_token",
+        ),
+        (
+            "GetCustomerJourney",
             pb.GetCustomerJourneyRequest(lead_id=ident("lead", "nobody")),
             "NOT_FOUND",
             "",
@@ -512,6 +566,18 @@ async def test_bad_requests_name_the_field(
 @pytest.mark.parametrize(
     ("method", "request_message", "every"),
     [
+        pytest.param(
+            "GetCustomerJourney",
+            pb.GetCustomerJourneyRequest(lead_id="nope", page_size=-1),
+            ("lead_id", "page_size"),
+            id="journey",
+        ),
+        pytest.param(
+            "GetCustomerJourney",
+            pb.GetCustomerJourneyRequest(page_token="junk"),  # noqa: S106
+            ("lead_id", "page_token"),
+            id="journey-nobody",
+        ),
         pytest.param(
             "GetCustomerValue",
             pb.GetCustomerValueRequest(limit=-1),

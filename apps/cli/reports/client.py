@@ -33,16 +33,11 @@ def call_insights_pages(
 
     With `at_most`, only as many pages as that many items need.
     """
-    from closedloop.grpckit.paging import joined_pages  # noqa: PLC0415
+    from closedloop.grpckit.paging import joined_pages, page_call  # noqa: PLC0415
 
     def pages(stub: Any) -> Awaitable[Any]:
-        def page(token: str) -> Awaitable[Any]:
-            asked = type(request)()
-            asked.CopyFrom(request)
-            asked.page_token = token  # type: ignore[attr-defined]
-            return getattr(stub, method)(asked, timeout=30)  # type: ignore[no-any-return]
-
-        return joined_pages(page, items, at_most=at_most)
+        call = page_call(getattr(stub, method), request, timeout=30)
+        return joined_pages(call, items, at_most=at_most)
 
     return _with_stub(method, settings, pages)
 

@@ -18,8 +18,9 @@ The servicer: `page = page_request(request)` among its checks (its refusals join
 other violations), then `page.of(items)` on the whole ordered answer, or, where SQL
 reads it, `page.read_from_start(rows)` on `OFFSET page.start LIMIT page.limit`.
 A client: `async for response in every_page(lambda token: stub.List(...))`, each call
-with `page_token=token`; or `await joined_pages(call, "items")` for the whole list in
-one response, as a caller that shows it all at once wants it.
+with `page_token=token` (`page_call(stub.List, request)` makes that call); or
+`await joined_pages(call, "items")` for the whole list in one response, as a caller
+that shows it all at once wants it.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import binascii
 import hashlib
 import struct
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from closedloop.grpckit.validation import refuse
 
@@ -130,6 +131,20 @@ async def every_page(
         token = response.next_page_token
         if not token:
             return
+
+
+def page_call(
+    method: Callable[..., Awaitable[ResponseT]], request: Message, **options: Any
+) -> Callable[[str], Awaitable[ResponseT]]:
+    """The call of a token: `method(request, **options)` with that page_token."""
+
+    def call(token: str) -> Awaitable[ResponseT]:
+        asked = type(request)()
+        asked.CopyFrom(request)
+        setattr(asked, "page_token", token)  # noqa: B010 - every list request has one
+        return method(asked, **options)
+
+    return call
 
 
 async def joined_pages(
