@@ -30,10 +30,11 @@ from services.insights.__main__ import bootstrap
 from services.projector.projections.customer_journey import CustomerJourney
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
     from pathlib import Path
 
     from closedloop.natsserver import NatsServer
-    from closedloop.testing.readside import Published
+    from closedloop.testing.readside import Published, Scenario
 
 pytestmark = [pytest.mark.nats]
 
@@ -61,21 +62,33 @@ async def closedloop(
     return process.returncode, out.decode(), err.decode()
 
 
-@pytest.fixture
-async def log(own_nats_server: NatsServer) -> list[Published]:
-    nc = await nats.connect(own_nats_server.url)
-    await provision_streams(nc.jetstream(), StreamSettings())
-    s = scripted_quarter()
-    for n in range(VISITS):
+def may_touches(s: Scenario, visits: Iterable[tuple[str, int]]) -> None:
+    """An email touch per (visitor, hour), the nth on May 1 + n % 28."""
+    for n, (visitor, hour) in enumerate(visits):
         s.touch(
             f"2026-05-{1 + n % 28:02d}",
-            visitor=f"crowd-{n}",
+            visitor=visitor,
+            hour=hour,
             channel=lead_types.CHANNEL_EMAIL,
         )
-    await publish(nc, s.log.events, acknowledged=False)
+
+
+async def on_the_log(
+    server: NatsServer, s: Scenario, *, acknowledged: bool = True
+) -> list[Published]:
+    nc = await nats.connect(server.url)
+    await provision_streams(nc.jetstream(), StreamSettings())
+    await publish(nc, s.log.events, acknowledged=acknowledged)
     await wait_for_log(nc, len(s.log.events))
     await nc.close()
     return s.log.events
+
+
+@pytest.fixture
+async def log(own_nats_server: NatsServer) -> list[Published]:
+    s = scripted_quarter()
+    may_touches(s, ((f"crowd-{n}", 12) for n in range(VISITS)))
+    return await on_the_log(own_nats_server, s, acknowledged=False)
 
 
 def cli_env(own_nats_server: NatsServer, tmp_path: Path) -> dict[str, str]:
@@ -195,19 +208,9 @@ async def test_the_journey_report_shows_every_page(
     own_nats_server: NatsServer, tmp_path: Path
 ) -> None:
     """A journey longer than a page is printed whole, in its order."""
-    nc = await nats.connect(own_nats_server.url)
-    await provision_streams(nc.jetstream(), StreamSettings())
     s = scripted_quarter()
-    for n in range(LONG_JOURNEY):
-        s.touch(
-            f"2026-05-{1 + n % 28:02d}",
-            visitor="v-ann",
-            hour=n // 28,
-            channel=lead_types.CHANNEL_EMAIL,
-        )
-    await publish(nc, s.log.events)
-    await wait_for_log(nc, len(s.log.events))
-    await nc.close()
+    may_touches(s, (("v-ann", n // 28) for n in range(LONG_JOURNEY)))
+    await on_the_log(own_nats_server, s)
     env = cli_env(own_nats_server, tmp_path)
     code, _, err = await closedloop(
         env, "projections", "rebuild", "customer_journey", "--no-progress"
