@@ -116,6 +116,8 @@ async def gather_report(address: str) -> QuarterReport:
                     else None,
                 }
             )
+        # Acquisitions and growth are over every customer, the same on every page:
+        # the first page of customers answers.
         value = await insights.GetCustomerValue(
             pb.GetCustomerValueRequest(period=QUARTER), timeout=30
         )

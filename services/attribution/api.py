@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from closedloop.attribution.v1 import attribution_service_pb2 as pb
 from closedloop.attribution.v1 import attribution_service_pb2_grpc
-from closedloop.grpckit import request_meta
+from closedloop.grpckit import paging, request_meta
 from closedloop.grpckit import validation as check
 from services.attribution.application import Attributions
 from services.attribution.facts import RecordSpend, SpendFilter
@@ -141,11 +141,15 @@ class AttributionServicer(attribution_service_pb2_grpc.AttributionServiceService
                 start=start,
                 end=end,
             )
+            page = paging.page_request(request)
         spends = await self.attributions.executor.query(
             partial(self.attributions.list_spend, spend_filter)
         )
+        listed = page.of(spends)
         return pb.ListSpendResponse(
-            spends=spend_messages(spends), totals=totals_messages(spend_totals(spends))
+            spends=spend_messages(listed.items),
+            totals=totals_messages(spend_totals(spends)),
+            next_page_token=listed.next_page_token,
         )
 
 

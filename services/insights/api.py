@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import functools
 import uuid
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from closedloop.errors import InvalidArgument
+from closedloop.grpckit import paging
+from closedloop.grpckit import validation as check
 from closedloop.identity import email_digest
 from closedloop.insights.v1 import insights_service_pb2 as pb
 from closedloop.insights.v1 import insights_service_pb2_grpc
@@ -26,6 +27,7 @@ from services.insights.queries.consent_status import consent_status_of
 from services.insights.queries.customer_journey import customer_journey_of
 from services.insights.queries.customer_value import customer_value_of
 from services.insights.queries.funnel_by_channel import funnel_of
+from services.insights.queries.periods import closed_window, window
 from services.insights.queries.revenue_by_channel import revenue_by_channel_of
 
 if TYPE_CHECKING:
@@ -41,6 +43,9 @@ if TYPE_CHECKING:
 Found = TypeVar("Found")
 Reply = TypeVar("Reply")
 
+#: Customers per page of GetCustomerValue when neither page_size nor limit is given.
+DEFAULT_CUSTOMERS = 50
+
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["InsightsService"].full_name
 
 _STATES = {
@@ -50,14 +55,15 @@ _STATES = {
 }
 
 
+MAX_EMAIL_LENGTH = 254
+
+
 def _lead_id(value: str, field: str) -> str:
     try:
         return str(uuid.UUID(value))
     except ValueError:
-        raise InvalidArgument(field, "is not a UUID") from None
-
-
-MAX_EMAIL_LENGTH = 254
+        check.refuse(field, "is not a UUID")
+        return str(check.NIL_ID)
 
 
 def _email(value: str, field: str = "email") -> str:
@@ -66,7 +72,7 @@ def _email(value: str, field: str = "email") -> str:
         or len(value) > MAX_EMAIL_LENGTH
         or any(c.isspace() for c in value.strip())
     ):
-        raise InvalidArgument(field, "is not a valid email address")
+        check.refuse(field, "is not a valid email address")
     return value
 
 
@@ -106,35 +112,52 @@ class InsightsServicer(insights_service_pb2_grpc.InsightsServiceServicer):
 
         return await asyncio.to_thread(run)
 
+    def _person(
+        self,
+        request: pb.GetCustomerJourneyRequest | pb.GetConsentStatusRequest,
+        oneof: Literal["person", "subject"],
+    ) -> dict[str, str]:
+        """The person the `oneof` names: by lead id, or by email's keyed hash; {}."""
+        which = request.WhichOneof(oneof)
+        if which == "lead_id":
+            return {"lead_id": _lead_id(request.lead_id, "lead_id")}
+        if which == "email":
+            address = _email(request.email)
+            return {"email_digest": email_digest(self.secret_key, address)}
+        return {}
+
     async def GetCustomerJourney(  # noqa: N802 - gRPC method name
         self, request: pb.GetCustomerJourneyRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetCustomerJourneyResponse:
-        which = request.WhichOneof("person")
-        if which == "lead_id":
-            person = {"lead_id": _lead_id(request.lead_id, "lead_id")}
-        elif which == "email":
-            person = {
-                "email_digest": email_digest(self.secret_key, _email(request.email))
-            }
-        else:
-            raise InvalidArgument("lead_id", "name the person by lead_id or email")
+        with check.every_violation():
+            person = self._person(request, "person")
+            if not person:
+                check.refuse("lead_id", "name the person by lead_id or email")
+            page = paging.page_request(request)
         return await self._answer(
             customer_journey.READ_MODEL,
             customer_journey_of,
-            wire.journey_response,
+            functools.partial(wire.journey_response, page=page),
+            first=page.start,
+            limit=page.limit,
             **person,
         )
 
     async def GetRevenueByChannel(  # noqa: N802
         self, request: pb.GetRevenueByChannelRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetRevenueByChannelResponse:
+        with check.every_violation():
+            if not request.model:
+                check.refuse("model", "is required (e.g. linear)")
+            period = wire.period_of(request.period)
+            window(period)
         group_by = request.group_by or pb.GROUP_BY_CHANNEL
         return await self._answer(
             revenue_by_channel.READ_MODEL,
             revenue_by_channel_of,
             wire.revenue_response,
             model=request.model,
-            period=wire.period_of(request.period),
+            period=period,
             conversion=revenue_by_channel.RECOGNIZED
             if request.conversion == pb.CONVERSION_REVENUE_RECOGNIZED
             else revenue_by_channel.WON,
@@ -146,6 +169,9 @@ class InsightsServicer(insights_service_pb2_grpc.InsightsServiceServicer):
     async def GetFunnel(  # noqa: N802
         self, request: pb.GetFunnelRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetFunnelResponse:
+        with check.every_violation():
+            period = wire.period_of(request.period)
+            window(period)
         touch = request.touch or pb.TOUCH_FIRST
         cohort_stage = request.cohort_stage or pb.COHORT_STAGE_LEAD
         return await self._answer(
@@ -154,7 +180,7 @@ class InsightsServicer(insights_service_pb2_grpc.InsightsServiceServicer):
             functools.partial(
                 wire.funnel_response, touch=touch, cohort_stage=cohort_stage
             ),
-            period=wire.period_of(request.period),
+            period=period,
             by_last_touch=touch == pb.TOUCH_LAST_BEFORE_LEAD,
             cohort_by_mql=cohort_stage == pb.COHORT_STAGE_MQL,
         )
@@ -162,32 +188,35 @@ class InsightsServicer(insights_service_pb2_grpc.InsightsServiceServicer):
     async def GetConsentStatus(  # noqa: N802
         self, request: pb.GetConsentStatusRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetConsentStatusResponse:
-        which = request.WhichOneof("subject")
-        kwargs: dict[str, Any] = {"include_history": request.include_history}
-        if which == "lead_id":
-            kwargs["lead_id"] = _lead_id(request.lead_id, "lead_id")
-        elif which == "email":
-            kwargs["email_digest"] = email_digest(
-                self.secret_key, _email(request.email)
-            )
+        with check.every_violation():
+            subject = self._person(request, "subject")
         return await self._answer(
             consent_status.READ_MODEL,
             consent_status_of,
             wire.consent_response,
-            **kwargs,
+            include_history=request.include_history,
+            **subject,
         )
 
     async def GetCustomerValue(  # noqa: N802
         self, request: pb.GetCustomerValueRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetCustomerValueResponse:
-        if request.limit < 0:
-            raise InvalidArgument("limit", "must not be negative")
+        with check.every_violation():
+            if request.limit < 0:
+                check.refuse("limit", "must not be negative")
+            period = wire.period_of(request.period)
+            closed_window(period)
+            # limit, the size before paging, is the default page size: not lowered.
+            page = paging.page_request(
+                request, default_size=max(request.limit, 0) or DEFAULT_CUSTOMERS
+            )
         return await self._answer(
             customer_value.READ_MODEL,
             customer_value_of,
-            wire.customer_value_response,
-            period=wire.period_of(request.period),
-            limit=request.limit,
+            functools.partial(wire.customer_value_response, page=page),
+            period=period,
+            first=page.start,
+            limit=page.limit,
         )
 
     async def ListProjections(  # noqa: N802

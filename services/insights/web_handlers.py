@@ -17,6 +17,7 @@ from aiohttp import web
 from yarl import URL
 
 from closedloop.grpckit.errors import field_violations
+from closedloop.grpckit.paging import joined_pages, page_call
 from closedloop.insights.v1 import insights_service_pb2 as pb
 from closedloop.insights.v1 import insights_service_pb2_grpc
 from services.insights.web_json import (
@@ -117,6 +118,16 @@ async def _ask(call: Callable[..., Awaitable[Any]], message: Message) -> Any:
         raise _http_error(error) from None
 
 
+async def _ask_every_page(
+    method: Callable[..., Awaitable[Any]], message: Message, items: str
+) -> Any:
+    """One answer with the `items` of every page: the page shows them all."""
+    try:
+        return await joined_pages(page_call(method, message, timeout=15), items)
+    except grpc.aio.AioRpcError as error:
+        raise _http_error(error) from None
+
+
 def _choice(request: web.Request, name: str, choices: Mapping[str, Any]) -> Any:
     value = request.query.get(name, "")
     if not value:
@@ -206,10 +217,12 @@ async def funnel(request: web.Request) -> web.Response:
 
 async def journey(request: web.Request) -> web.Response:
     kind, value = _person(request)
-    reply = await _ask(
-        _stub(request).GetCustomerJourney,
-        pb.GetCustomerJourneyRequest(**{kind: value}),
+    person = (
+        pb.GetCustomerJourneyRequest(lead_id=value)
+        if kind == "lead_id"
+        else pb.GetCustomerJourneyRequest(email=value)
     )
+    reply = await _ask_every_page(_stub(request).GetCustomerJourney, person, "entries")
     return web.json_response(journey_json(reply))
 
 

@@ -8,12 +8,13 @@ microseconds become Timestamps and Durations, Money becomes closedloop.common.v1
 from __future__ import annotations
 
 from dataclasses import fields
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from google.protobuf.duration_pb2 import Duration
 
 from closedloop.common.v1 import money_pb2
 from closedloop.consent.v1 import types_pb2 as consent_types
+from closedloop.grpckit.paging import Page
 from closedloop.insights.v1 import insights_service_pb2 as pb
 from closedloop.projections.times import datetime_of
 from closedloop.protobuf import enum_number, timestamp
@@ -22,10 +23,11 @@ from services.insights.queries.funnel_by_channel import FunnelRow
 from services.insights.queries.periods import Period
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Sequence
 
     from google.protobuf.timestamp_pb2 import Timestamp
 
+    from closedloop.grpckit.paging import PageRequest
     from closedloop.money import Money
     from services.insights.queries.consent_status import (
         AuditEntry,
@@ -36,6 +38,9 @@ if TYPE_CHECKING:
     from services.insights.queries.customer_value import CustomerValueReport, Growth
     from services.insights.queries.funnel_by_channel import Funnel
     from services.insights.queries.revenue_by_channel import RevenueReport
+
+
+T = TypeVar("T")
 
 
 def period_of(message: pb.Period) -> Period:
@@ -61,6 +66,11 @@ def _ts(us: int | None) -> Timestamp | None:
 def _duration(us: float) -> Duration:
     whole = int(us)
     return Duration(seconds=whole // 1_000_000, nanos=(whole % 1_000_000) * 1000)
+
+
+def _page_of(rows: Sequence[T], page: PageRequest | None) -> Page[T]:
+    """The page of what a query read from the page's start on; all of it for None."""
+    return page.read_from_start(rows) if page is not None else Page(rows, "")
 
 
 def _set_present(message: Any, values: Any, names: Iterable[str]) -> None:
@@ -95,7 +105,11 @@ _KIND = {
 }
 
 
-def journey_response(journey: Journey) -> pb.GetCustomerJourneyResponse:
+def journey_response(
+    journey: Journey, page: PageRequest | None = None
+) -> pb.GetCustomerJourneyResponse:
+    """The person, and the entries as `page` (None: as read, whole)."""
+    entries = _page_of(journey.entries, page)
     return pb.GetCustomerJourneyResponse(
         lead_id=journey.lead_id,
         lead_ids=journey.lead_ids,
@@ -104,7 +118,8 @@ def journey_response(journey: Journey) -> pb.GetCustomerJourneyResponse:
         created_at=_ts(journey.created_at_us),
         erased=journey.erased,
         erased_at=_ts(journey.erased_at_us),
-        entries=[_journey_entry(entry) for entry in journey.entries],
+        entries=[_journey_entry(entry) for entry in entries.items],
+        next_page_token=entries.next_page_token,
     )
 
 
@@ -317,7 +332,11 @@ def _acquisition(name: str) -> pb.Acquisition:
     return _ACQUISITION.get(name, pb.ACQUISITION_UNKNOWN)
 
 
-def customer_value_response(report: CustomerValueReport) -> pb.GetCustomerValueResponse:
+def customer_value_response(
+    report: CustomerValueReport, page: PageRequest | None = None
+) -> pb.GetCustomerValueResponse:
+    """The report's figures, and its customers as `page` (None: as read, whole)."""
+    customers = _page_of(report.customers, page)
     return pb.GetCustomerValueResponse(
         period=_period(report.period),
         previous_period=_period(report.previous_period),
@@ -354,8 +373,9 @@ def customer_value_response(report: CustomerValueReport) -> pb.GetCustomerValueR
                     for month in customer.monthly
                 ],
             )
-            for customer in report.customers
+            for customer in customers.items
         ],
+        next_page_token=customers.next_page_token,
     )
 
 

@@ -30,6 +30,7 @@ from closedloop.config import ServiceConfig
 from closedloop.deal.v1 import events_pb2 as deal_events
 from closedloop.natsserver import NatsServer
 from closedloop.protobuf import timestamp
+from closedloop.testing.pages import pages_of
 from closedloop.testing.refusals import assert_refused
 from closedloop.testing.streams import eventually
 from services.attribution.__main__ import bootstrap
@@ -592,6 +593,20 @@ CASES = [
         INVALID,
         "period_start",
     ),
+    case(
+        "list-negative-page-size",
+        "ListSpend",
+        lambda _: _list(page_size=-1),
+        INVALID,
+        "page_size",
+    ),
+    case(
+        "list-junk-page-token",
+        "ListSpend",
+        lambda _: _list(page_token="bm90IGEgdG9rZW4"),  # noqa: S106 - a page token
+        INVALID,
+        "page_token",
+    ),
 ]
 
 
@@ -644,6 +659,12 @@ async def test_bad_request_is_refused_and_records_nothing(
             ("deal_id", "model"),
             id="attribution",
         ),
+        pytest.param(
+            "ListSpend",
+            _list(channel="radio", period_start=_year(1980), page_size=-1),
+            ("channel", "period_start", "page_size"),
+            id="list",
+        ),
     ],
 )
 async def test_every_bad_field_of_a_request_is_listed(
@@ -666,3 +687,67 @@ async def test_the_refused_spend_left_only_the_valid_one(attribution: Running) -
     assert [(s.channel, s.amount.minor_units) for s in listed.spends] == [
         ("paid_search", 250_000)
     ]
+
+
+async def test_spend_comes_a_page_at_a_time_with_the_totals_of_all(
+    attribution: Running,
+) -> None:
+    """Pages of any size add up to the whole list in its order; each has its totals.
+
+    It records spend, so it comes after the checks that nothing else was recorded.
+    """
+    for days, channel, minor_units in (
+        (40, "paid_search", 100_000),
+        (10, "paid_social", 20_000),
+        (30, "paid_search", 3_000),
+        (20, "display", 400),
+        (10, "paid_search", 50),
+    ):
+        await attribution.stub.RecordSpend(
+            _spend(
+                channel=channel,
+                campaign="paged",
+                amount=_usd(minor_units),
+                period_start=_ts(T0 + timedelta(days=days)),
+                period_end=_ts(T0 + timedelta(days=days + 7)),
+            ),
+            timeout=10,
+        )
+    whole = await attribution.stub.ListSpend(
+        pb.ListSpendRequest(campaign="paged"), timeout=10
+    )
+    assert len(whole.spends) == 5
+    assert whole.next_page_token == ""
+    assert list(whole.totals) == [_usd(123_450)]
+
+    async def listed(page_size: int, token: str) -> pb.ListSpendResponse:
+        page: pb.ListSpendResponse = await attribution.stub.ListSpend(
+            pb.ListSpendRequest(
+                campaign="paged", page_size=page_size, page_token=token
+            ),
+            timeout=10,
+        )
+        return page
+
+    for page_size in (1, 2, 5):
+        pages = await pages_of(listed, page_size)
+        assert len(pages) == -(-5 // page_size)
+        assert [s for p in pages for s in p.spends] == list(whole.spends)
+        assert all(list(p.totals) == list(whole.totals) for p in pages)
+
+    first = await listed(2, "")
+    # A token names a place in one list: another filter is another list.
+    await assert_refused(
+        attribution.service.store,
+        attribution.stub,
+        "ListSpend",
+        pb.ListSpendRequest(
+            campaign="paged", channel="paid_search", page_token=first.next_page_token
+        ),
+        code=INVALID,
+        field="page_token",
+    )
+    # The page size may change from page to page.
+    rest = await listed(3, first.next_page_token)
+    assert [*first.spends, *rest.spends] == list(whole.spends)
+    assert rest.next_page_token == ""

@@ -23,12 +23,14 @@ from yarl import URL
 from closedloop.bus.streams import StreamSettings, provision_streams
 from closedloop.config import ConfigError, ServiceConfig
 from closedloop.consent.v1 import types_pb2 as c
+from closedloop.grpckit.paging import DEFAULT_PAGE_SIZE
 from closedloop.insights.v1 import insights_service_pb2 as pb
 from closedloop.insights.v1 import insights_service_pb2_grpc
 from closedloop.lead.v1 import types_pb2 as lead_types
 from closedloop.natsserver import NatsServer
 from closedloop.projections import discover
 from closedloop.protobuf import enum_name
+from closedloop.testing.pages import pages_of
 from closedloop.testing.readside import (
     SECRET_KEY,
     Scenario,
@@ -412,6 +414,46 @@ async def test_events_say_changed_when_an_event_arrives(running: Running) -> Non
             if name == "changed" and payload["positions"]["customer_journey"] > before:
                 break
         assert payload["log_position"] >= payload["positions"]["customer_journey"]
+
+
+async def test_a_journey_longer_than_a_page_is_shown_whole(running: Running) -> None:
+    """The page shows a person's whole journey: the dashboard asks every page."""
+    scenario = running.scenario
+    count = len(scenario.log.events)
+    for n in range(DEFAULT_PAGE_SIZE + 10):
+        scenario.touch(
+            f"2026-08-{1 + n % 28:02d}",
+            visitor="v-long",
+            hour=n // 28,
+            channel=lead_types.CHANNEL_EMAIL,
+        )
+    scenario.capture("long", "2026-08-30", visitor="v-long")
+    nc = await nats.connect(running.nats_url)
+    await publish(nc, scenario.log.events[count:])
+    await nc.close()
+
+    async def journey(page_size: int, token: str) -> pb.GetCustomerJourneyResponse:
+        page: pb.GetCustomerJourneyResponse = await running.stub.GetCustomerJourney(
+            pb.GetCustomerJourneyRequest(
+                lead_id=ident("lead", "long"), page_size=page_size, page_token=token
+            )
+        )
+        return page
+
+    async def identified() -> bool:
+        try:
+            last = (await pages_of(journey, DEFAULT_PAGE_SIZE))[-1]
+        except grpc.aio.AioRpcError:
+            return False
+        return last.entries[-1].kind == pb.ENTRY_KIND_VISITOR_IDENTIFIED
+
+    await eventually(identified, timeout=15)
+    pages = await pages_of(journey, DEFAULT_PAGE_SIZE)
+    assert len(pages) == 2
+    shown = await running.ok("/api/journey", q="long@example.com")
+    assert [e["event_id"] for e in shown["entries"]] == [
+        e.event_id for p in pages for e in p.entries
+    ]
 
 
 async def test_bad_parameters_name_the_field(running: Running) -> None:

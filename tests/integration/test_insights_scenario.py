@@ -48,6 +48,7 @@ from closedloop.insights.v1 import insights_service_pb2 as pb
 from closedloop.insights.v1 import insights_service_pb2_grpc
 from closedloop.natsserver import NatsServer
 from closedloop.projections import discover
+from closedloop.testing.pages import pages_of
 from closedloop.testing.readside import (
     SECRET_KEY,
     ident,
@@ -264,6 +265,51 @@ async def test_a_persons_journey_by_email_and_by_lead(insights: Fixture) -> None
     assert eve.erased
 
 
+async def test_the_journey_comes_a_page_at_a_time(insights: Fixture) -> None:
+    """Pages of any size add up to the whole journey; the person is on each page."""
+    stub, _, _ = insights
+    whole = await stub.GetCustomerJourney(
+        pb.GetCustomerJourneyRequest(email="ann@example.com")
+    )
+    assert len(whole.entries) == 16
+    assert whole.next_page_token == ""
+
+    async def journey(page_size: int, token: str) -> pb.GetCustomerJourneyResponse:
+        page: pb.GetCustomerJourneyResponse = await stub.GetCustomerJourney(
+            pb.GetCustomerJourneyRequest(
+                email="ann@example.com", page_size=page_size, page_token=token
+            )
+        )
+        return page
+
+    person = ("lead_id", "lead_ids", "anonymous_ids", "stage", "created_at", "erased")
+    for page_size in (1, 3, 16):
+        pages = await pages_of(journey, page_size)
+        assert len(pages) == -(-16 // page_size)
+        assert [e for p in pages for e in p.entries] == list(whole.entries)
+        for page in pages:
+            # The stage is "customer" on the pages before the win as well.
+            assert [getattr(page, f) for f in person] == [
+                getattr(whole, f) for f in person
+            ]
+
+    first = await journey(5, "")
+    # A token names a place in one journey: the same person asked by lead id, or
+    # another person, is another request.
+    for other in (
+        pb.GetCustomerJourneyRequest(
+            lead_id=ident("lead", "ann"), page_token=first.next_page_token
+        ),
+        pb.GetCustomerJourneyRequest(
+            email="cara@example.com", page_token=first.next_page_token
+        ),
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as error:
+            await stub.GetCustomerJourney(other)
+        assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert [v.field for v in field_violations(error.value)] == ["page_token"]
+
+
 async def test_consent_per_person_and_counts_per_purpose(insights: Fixture) -> None:
     stub, _, _ = insights
     bob = await stub.GetConsentStatus(
@@ -356,6 +402,50 @@ async def test_customer_value_nrr_and_earned_growth(insights: Fixture) -> None:
     assert cara.acquisition == pb.ACQUISITION_EARNED
 
 
+async def test_the_customers_come_a_page_at_a_time(insights: Fixture) -> None:
+    """Pages of any size add up to the whole ranking; the figures are on each page."""
+    stub, _, _ = insights
+    whole = await stub.GetCustomerValue(pb.GetCustomerValueRequest(period=Q2))
+    assert len(whole.customers) == 5
+    assert whole.next_page_token == ""
+
+    async def value(page_size: int, token: str) -> pb.GetCustomerValueResponse:
+        page: pb.GetCustomerValueResponse = await stub.GetCustomerValue(
+            pb.GetCustomerValueRequest(period=Q2, page_size=page_size, page_token=token)
+        )
+        return page
+
+    for page_size in (1, 2, 5):
+        pages = await pages_of(value, page_size)
+        assert len(pages) == -(-5 // page_size)
+        assert [c for p in pages for c in p.customers] == list(whole.customers)
+        for page in pages:
+            assert (page.period, page.previous_period) == (Q2, Q1)
+            assert list(page.growth) == list(whole.growth)
+            assert list(page.acquisitions) == list(whole.acquisitions)
+            assert list(page.cohorts) == list(whole.cohorts)
+
+    # limit, the size before paging, still lists the first customers.
+    top = await stub.GetCustomerValue(pb.GetCustomerValueRequest(period=Q2, limit=2))
+    assert list(top.customers) == list(whole.customers[:2])
+    rest = await stub.GetCustomerValue(
+        pb.GetCustomerValueRequest(period=Q2, limit=2, page_token=top.next_page_token)
+    )
+    assert list(rest.customers) == list(whole.customers[2:4])
+
+    # A token names a place in one ranking: another period, or another limit, is
+    # another ranking.
+    for other in (
+        pb.GetCustomerValueRequest(period=Q1, page_token=top.next_page_token),
+        pb.GetCustomerValueRequest(period=Q2, page_token=top.next_page_token),
+        pb.GetCustomerValueRequest(period=Q2, page_token="bm90IGEgdG9rZW4"),  # noqa: S106
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as error:
+            await stub.GetCustomerValue(other)
+        assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert [v.field for v in field_violations(error.value)] == ["page_token"]
+
+
 async def test_list_projections_shows_position_and_lag(insights: Fixture) -> None:
     stub, _, _ = insights
 
@@ -391,6 +481,15 @@ async def test_list_projections_shows_position_and_lag(insights: Fixture) -> Non
             pb.GetCustomerJourneyRequest(email="nobody"),
             "INVALID_ARGUMENT",
             "email",
+        ),
+        (
+            "GetCustomerJourney",
+            pb.GetCustomerJourneyRequest(
+                email="ann@example.com",
+                page_token="bm90IGEgdG9rZW4",  # noqa: S106 - a page token
+            ),
+            "INVALID_ARGUMENT",
+            "page_token",
         ),
         (
             "GetCustomerJourney",
@@ -439,6 +538,12 @@ async def test_list_projections_shows_position_and_lag(insights: Fixture) -> Non
             "limit",
         ),
         (
+            "GetCustomerValue",
+            pb.GetCustomerValueRequest(period=Q2, page_size=-1),
+            "INVALID_ARGUMENT",
+            "page_size",
+        ),
+        (
             "GetConsentStatus",
             pb.GetConsentStatusRequest(email="zoe@example.com"),
             "NOT_FOUND",
@@ -456,6 +561,69 @@ async def test_bad_requests_name_the_field(
     if field:
         assert error.value.details().startswith(f"{field}:")
         assert field_violations(error.value)[0].field == field
+
+
+@pytest.mark.parametrize(
+    ("method", "request_message", "every"),
+    [
+        pytest.param(
+            "GetCustomerJourney",
+            pb.GetCustomerJourneyRequest(lead_id="nope", page_size=-1),
+            ("lead_id", "page_size"),
+            id="journey",
+        ),
+        pytest.param(
+            "GetCustomerJourney",
+            pb.GetCustomerJourneyRequest(page_token="junk"),  # noqa: S106
+            ("lead_id", "page_token"),
+            id="journey-nobody",
+        ),
+        pytest.param(
+            "GetCustomerValue",
+            pb.GetCustomerValueRequest(limit=-1),
+            ("limit", "period"),
+            id="value",
+        ),
+        pytest.param(
+            "GetCustomerValue",
+            pb.GetCustomerValueRequest(
+                period=pb.Period(from_month="2026-13", to_month="June"), limit=-1
+            ),
+            ("limit", "period.from_month", "period.to_month"),
+            id="value-months",
+        ),
+        pytest.param(
+            "GetCustomerValue",
+            pb.GetCustomerValueRequest(page_size=-1, page_token="junk"),  # noqa: S106
+            ("period", "page_size", "page_token"),
+            id="value-page",
+        ),
+        pytest.param(
+            "GetRevenueByChannel",
+            pb.GetRevenueByChannelRequest(period=pb.Period(from_month="2026-13")),
+            ("model", "period.from_month"),
+            id="revenue",
+        ),
+        pytest.param(
+            "GetFunnel",
+            pb.GetFunnelRequest(
+                period=pb.Period(from_month="2026-00", to_month="2026-1")
+            ),
+            ("period.from_month", "period.to_month"),
+            id="funnel",
+        ),
+    ],
+)
+async def test_every_bad_field_of_a_request_is_listed(
+    insights: Fixture, method: str, request_message: object, every: tuple[str, ...]
+) -> None:
+    """One refusal lists each bad field; the message stays the first one's."""
+    stub, _, _ = insights
+    with pytest.raises(grpc.aio.AioRpcError) as error:
+        await getattr(stub, method)(request_message)
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error.value.details().startswith(f"{every[0]}:")
+    assert [v.field for v in field_violations(error.value)] == list(every)
 
 
 async def test_a_read_model_not_built_yet_is_a_failed_precondition(

@@ -14,26 +14,32 @@ import nats
 import pytest
 
 from closedloop.bus.streams import StreamSettings, provision_streams
+from closedloop.config import ServiceConfig
+from closedloop.grpckit.paging import DEFAULT_PAGE_SIZE
 from closedloop.lead.v1 import types_pb2 as lead_types
 from closedloop.projections import ReadStore
 from closedloop.testing.readside import (
     apply_events,
+    ident,
     publish,
     scripted_quarter,
     snapshot,
     wait_for_log,
 )
+from services.insights.__main__ import bootstrap
 from services.projector.projections.customer_journey import CustomerJourney
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
     from pathlib import Path
 
     from closedloop.natsserver import NatsServer
-    from closedloop.testing.readside import Published
+    from closedloop.testing.readside import Published, Scenario
 
 pytestmark = [pytest.mark.nats]
 
 VISITS = 1500
+LONG_JOURNEY = 150
 
 
 async def closedloop(
@@ -56,21 +62,33 @@ async def closedloop(
     return process.returncode, out.decode(), err.decode()
 
 
-@pytest.fixture
-async def log(own_nats_server: NatsServer) -> list[Published]:
-    nc = await nats.connect(own_nats_server.url)
-    await provision_streams(nc.jetstream(), StreamSettings())
-    s = scripted_quarter()
-    for n in range(VISITS):
+def may_touches(s: Scenario, visits: Iterable[tuple[str, int]]) -> None:
+    """An email touch per (visitor, hour), the nth on May 1 + n % 28."""
+    for n, (visitor, hour) in enumerate(visits):
         s.touch(
             f"2026-05-{1 + n % 28:02d}",
-            visitor=f"crowd-{n}",
+            visitor=visitor,
+            hour=hour,
             channel=lead_types.CHANNEL_EMAIL,
         )
-    await publish(nc, s.log.events, acknowledged=False)
+
+
+async def on_the_log(
+    server: NatsServer, s: Scenario, *, acknowledged: bool = True
+) -> list[Published]:
+    nc = await nats.connect(server.url)
+    await provision_streams(nc.jetstream(), StreamSettings())
+    await publish(nc, s.log.events, acknowledged=acknowledged)
     await wait_for_log(nc, len(s.log.events))
     await nc.close()
     return s.log.events
+
+
+@pytest.fixture
+async def log(own_nats_server: NatsServer) -> list[Published]:
+    s = scripted_quarter()
+    may_touches(s, ((f"crowd-{n}", 12) for n in range(VISITS)))
+    return await on_the_log(own_nats_server, s, acknowledged=False)
 
 
 def cli_env(own_nats_server: NatsServer, tmp_path: Path) -> dict[str, str]:
@@ -184,6 +202,41 @@ async def test_rebuild_shows_progress_and_resumes_after_ctrl_c(
     states = {g.key.generation: g.state for g in store.generations("customer_journey")}
     assert states == {1: "retired", 2: "active"}
     store.close()
+
+
+async def test_the_journey_report_shows_every_page(
+    own_nats_server: NatsServer, tmp_path: Path
+) -> None:
+    """A journey longer than a page is printed whole, in its order."""
+    s = scripted_quarter()
+    may_touches(s, (("v-ann", n // 28) for n in range(LONG_JOURNEY)))
+    await on_the_log(own_nats_server, s)
+    env = cli_env(own_nats_server, tmp_path)
+    code, _, err = await closedloop(
+        env, "projections", "rebuild", "customer_journey", "--no-progress"
+    )
+    assert code == 0, err
+    insights = await bootstrap(
+        ServiceConfig.from_env(
+            "insights", {**env, "CLOSEDLOOP_INSIGHTS_GRPC_PORT": "0"}
+        ),
+        environ=env,
+    )
+    try:
+        env["CLOSEDLOOP_INSIGHTS_ADDRESS"] = f"127.0.0.1:{insights.server.port}"
+        code, out, err = await closedloop(
+            env, "report", "journey", "--lead-id", ident("lead", "ann"), "--json"
+        )
+    finally:
+        await insights.stop()
+    assert code == 0, err
+    shown = json.loads(out)
+    # Her 16 entries of the quarter and the touches after, more than a page.
+    assert len(shown["entries"]) == 16 + LONG_JOURNEY > DEFAULT_PAGE_SIZE
+    times = [e["occurred_at"] for e in shown["entries"]]
+    assert times == sorted(times)
+    assert len({e["event_id"] for e in shown["entries"]}) == len(times)
+    assert "next_page_token" not in shown
 
 
 async def test_unknown_projection_and_unreachable_nats(

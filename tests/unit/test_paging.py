@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pytest
 
 from closedloop.errors import FieldViolation, InvalidArgument
@@ -9,6 +11,9 @@ from closedloop.grpckit import paging
 from closedloop.grpckit import validation as check
 from closedloop.lead.v1 import lead_service_pb2 as pb
 from closedloop.lead.v1 import types_pb2
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
 
 LEAD_ID = "5b1f7c9e-3d4a-4e8b-9c2d-000000000001"
 OTHER_LEAD_ID = "5b1f7c9e-3d4a-4e8b-9c2d-000000000002"
@@ -111,9 +116,10 @@ def test_bad_paging_fields_join_the_other_violations() -> None:
     )
 
 
-async def test_every_page_asks_with_each_next_token_until_the_last() -> None:
-    items = list(range(5))
-    asked: list[str] = []
+def _journey_of(
+    items: list[int], asked: list[str]
+) -> Callable[[str], Awaitable[pb.GetJourneyResponse]]:
+    """A GetJourney of `items` two a page; each token asked for lands in `asked`."""
 
     async def call(token: str) -> pb.GetJourneyResponse:
         asked.append(token)
@@ -127,6 +133,12 @@ async def test_every_page_asks_with_each_next_token_until_the_last() -> None:
             next_page_token=page.next_page_token,
         )
 
+    return call
+
+
+async def test_every_page_asks_with_each_next_token_until_the_last() -> None:
+    asked: list[str] = []
+    call = _journey_of(list(range(5)), asked)
     seen = [
         t.touchpoint_id
         async for response in paging.every_page(call)
@@ -135,3 +147,18 @@ async def test_every_page_asks_with_each_next_token_until_the_last() -> None:
     assert seen == ["0", "1", "2", "3", "4"]
     assert len(asked) == 3
     assert asked[0] == ""
+
+
+async def test_joined_pages_hold_every_item_and_no_next_token() -> None:
+    asked: list[str] = []
+    call = _journey_of(list(range(5)), asked)
+    whole = await paging.joined_pages(call, "touchpoints")
+    assert [t.touchpoint_id for t in whole.touchpoints] == ["0", "1", "2", "3", "4"]
+    assert (whole.lead_id, whole.next_page_token) == (LEAD_ID, "")
+    assert len(asked) == 3
+
+    asked.clear()
+    first = await paging.joined_pages(call, "touchpoints", at_most=3)
+    assert [t.touchpoint_id for t in first.touchpoints] == ["0", "1", "2"]
+    assert first.next_page_token == ""
+    assert len(asked) == 2

@@ -9,7 +9,7 @@ from rich.table import Table
 
 from apps.cli.output import console, fail, print_json
 from apps.cli.reports.charts import chart_path, write_chart
-from apps.cli.reports.client import call_insights
+from apps.cli.reports.client import call_insights_pages
 from apps.cli.reports.options import ChartOption, JsonOption
 from apps.cli.settings import _settings
 
@@ -20,7 +20,7 @@ def report_journey(
     as_json: JsonOption = False,
     chart: ChartOption = None,
 ) -> None:
-    """A person's journey in time order."""
+    """A person's journey in time order, every page of it."""
     from closedloop.insights.v1 import insights_service_pb2 as pb  # noqa: PLC0415
 
     if bool(lead_id) == bool(email):
@@ -31,7 +31,9 @@ def report_journey(
         if lead_id
         else pb.GetCustomerJourneyRequest(email=email)
     )
-    response = call_insights("GetCustomerJourney", request, _settings())
+    response = call_insights_pages(
+        "GetCustomerJourney", request, _settings(), "entries"
+    )
     if as_json:
         print_json(response)
     else:

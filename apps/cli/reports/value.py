@@ -9,7 +9,7 @@ from rich.table import Table
 
 from apps.cli.output import console, major, percent, print_json
 from apps.cli.reports.charts import chart_path, write_chart
-from apps.cli.reports.client import call_insights
+from apps.cli.reports.client import call_insights_pages
 from apps.cli.reports.options import ChartOption, FromOption, JsonOption, ToOption
 from apps.cli.settings import _settings
 
@@ -21,16 +21,23 @@ def report_value(
     as_json: JsonOption = False,
     chart: ChartOption = None,
 ) -> None:
-    """Lifetime value, NRR, earned vs bought customers, earned growth rate."""
+    """Lifetime value, NRR, earned vs bought customers, earned growth rate.
+
+    The `limit` customers of most lifetime value, asked for a page at a time.
+    """
+    from closedloop.grpckit.paging import MAX_PAGE_SIZE  # noqa: PLC0415
     from closedloop.insights.v1 import insights_service_pb2 as pb  # noqa: PLC0415
 
     chart = chart_path(chart)
-    response = call_insights(
+    response = call_insights_pages(
         "GetCustomerValue",
         pb.GetCustomerValueRequest(
-            period=pb.Period(from_month=from_month, to_month=to_month), limit=limit
+            period=pb.Period(from_month=from_month, to_month=to_month),
+            page_size=min(limit, MAX_PAGE_SIZE),
         ),
         _settings(),
+        "customers",
+        at_most=limit,
     )
     if as_json:
         print_json(response)

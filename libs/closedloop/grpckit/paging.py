@@ -18,7 +18,9 @@ The servicer: `page = page_request(request)` among its checks (its refusals join
 other violations), then `page.of(items)` on the whole ordered answer, or, where SQL
 reads it, `page.read_from_start(rows)` on `OFFSET page.start LIMIT page.limit`.
 A client: `async for response in every_page(lambda token: stub.List(...))`, each call
-with `page_token=token`.
+with `page_token=token` (`page_call(stub.List, request)` makes that call); or
+`await joined_pages(call, "items")` for the whole list in one response, as a caller
+that shows it all at once wants it.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import binascii
 import hashlib
 import struct
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from closedloop.grpckit.validation import refuse
 
@@ -50,8 +52,7 @@ _TOKEN = struct.Struct(">BQ8s")
 
 
 class PagedResponse(Protocol):
-    @property
-    def next_page_token(self) -> str: ...
+    next_page_token: str
 
 
 ResponseT = TypeVar("ResponseT", bound=PagedResponse)
@@ -130,6 +131,47 @@ async def every_page(
         token = response.next_page_token
         if not token:
             return
+
+
+def page_call(
+    method: Callable[..., Awaitable[ResponseT]], request: Message, **options: Any
+) -> Callable[[str], Awaitable[ResponseT]]:
+    """The call of a token: `method(request, **options)` with that page_token."""
+
+    def call(token: str) -> Awaitable[ResponseT]:
+        asked = type(request)()
+        asked.CopyFrom(request)
+        setattr(asked, "page_token", token)  # noqa: B010 - every list request has one
+        return method(asked, **options)
+
+    return call
+
+
+async def joined_pages(
+    call: Callable[[str], Awaitable[ResponseT]],
+    field: str,
+    *,
+    at_most: int | None = None,
+) -> ResponseT:
+    """The first page holding the `field` items of every page: the whole list.
+
+    With `at_most`, the pages asked for stop once that many items are in, and the
+    list is cut there. The answer's other fields are the first page's, and its
+    next_page_token is empty: it stands for the whole answer.
+    """
+    joined: ResponseT | None = None
+    async for page in every_page(call):
+        if joined is None:
+            joined = page
+        else:
+            getattr(joined, field).extend(getattr(page, field))
+        if at_most is not None and len(getattr(joined, field)) >= at_most:
+            break
+    assert joined is not None  # noqa: S101 - every_page yields the first page
+    if at_most is not None:
+        del getattr(joined, field)[at_most:]
+    joined.next_page_token = ""
+    return joined
 
 
 def _digest(request: Message) -> bytes:

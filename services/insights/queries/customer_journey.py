@@ -70,12 +70,15 @@ def customer_journey_of(
     *,
     lead_id: str = "",
     email_digest: str = "",
+    first: int = 0,
+    limit: int | None = None,
 ) -> Journey:
     """The person's journey, found by any of its leads or by email.
 
     By email: the leads captured with the address's keyed hash (an erased person's
     hash is forgotten, so it is not found by email); when several people used it,
-    the one captured last.
+    the one captured last. The entries are those from position `first` on in the
+    journey's order, `limit` of them at most; the person's fields are over all.
     """
     people = journey_identity(conn, tables)
     leads = people.t.leads
@@ -111,13 +114,21 @@ def customer_journey_of(
             sa.select(t)
             .where(owned)
             .order_by(
-                t.c.occurred_at_us, t.c.recorded_at_us, t.c.sequence, t.c.entry_id
+                t.c.occurred_at_us,
+                t.c.recorded_at_us,
+                t.c.sequence,
+                t.c.entry_id,
+                t.c.owner_kind,
+                t.c.owner_key,
             )
+            .offset(first)
+            .limit(limit)
         )
     ]
     root_row = rows.get(root)
     stage = root_row.stage if root_row is not None else "lead"
-    if any(e.kind == customer_journey.DEAL_WON for e in entries):
+    won = sa.select(t.c.entry_id).where(owned, t.c.kind == customer_journey.DEAL_WON)
+    if conn.execute(won.limit(1)).first() is not None:
         stage = "customer"
     created = [r.created_at_us for r in rows.values() if r.created_at_us is not None]
     erased = [r.erased_at_us for r in rows.values() if r.erased_at_us is not None]

@@ -8,20 +8,16 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from closedloop.errors import InvalidArgument
 from closedloop.money import Money
 from closedloop.projections.times import months_between, previous_month
 from closedloop.readmodels import customer_value
 from services.insights.queries import ratio
-from services.insights.queries.periods import Period, Window, window
+from services.insights.queries.periods import Period, Window, closed_window
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
     from services.insights.queries import Tables
-
-#: Customers listed when the request names no limit.
-DEFAULT_LIMIT = 50
 
 
 @dataclass(frozen=True)
@@ -90,7 +86,12 @@ class CustomerValueReport:
 
 
 def customer_value_of(
-    conn: sa.Connection, tables: Tables, *, period: Period, limit: int = 0
+    conn: sa.Connection,
+    tables: Tables,
+    *,
+    period: Period,
+    first: int = 0,
+    limit: int | None = None,
 ) -> CustomerValueReport:
     """NRR, ENC and the earned growth rate of a period, and LTV per customer.
 
@@ -99,12 +100,11 @@ def customer_value_of(
     period / their revenue in the previous one; ENC = the period's revenue from
     customers acquired in it who were earned / the previous period's revenue;
     EGR = NRR + ENC - 100% (Reichheld). Lifetime value is recognised revenue to the
-    end of the period. Every figure is per currency; the customers of most
-    lifetime value come first, `limit` of them (0: DEFAULT_LIMIT).
+    end of the period. Every figure is per currency and over every customer. The
+    customers of most lifetime value (its amounts added up) come first, ties by
+    lead id; listed are those from position `first` on, `limit` of them at most.
     """
-    if not period.from_month or not period.to_month:
-        raise InvalidArgument("period", "needs from_month and to_month")
-    span = window(period)
+    span = closed_window(period)
     months = months_between(period.from_month, period.to_month)
     before: list[str] = []
     cursor = period.from_month
@@ -165,7 +165,7 @@ def customer_value_of(
                 ],
                 monthly=series.get(lead, []),
             )
-            for lead in ranked[: limit or DEFAULT_LIMIT]
+            for lead in ranked[first : None if limit is None else first + limit]
         ],
     )
 

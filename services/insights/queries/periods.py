@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from closedloop.errors import InvalidArgument
+from closedloop.grpckit.validation import refuse
 from closedloop.projections.times import month_end, month_start, parse_month
 
 
@@ -39,18 +39,31 @@ class Window:
 
 
 def window(period: Period, field_name: str = "period") -> Window:
-    for name in ("from_month", "to_month"):
+    """The period's bounds; a malformed bound is refused and stands in as open."""
+    bounds = {"from_month": "", "to_month": ""}
+    for name in bounds:
         value = getattr(period, name)
-        if value:
-            try:
-                parse_month(value)
-            except ValueError as error:
-                raise InvalidArgument(f"{field_name}.{name}", str(error)) from None
-    if period.from_month and period.to_month and period.from_month > period.to_month:
-        raise InvalidArgument(f"{field_name}.to_month", "is before from_month")
+        if not value:
+            continue
+        try:
+            parse_month(value)
+        except ValueError as error:
+            refuse(f"{field_name}.{name}", str(error))
+        else:
+            bounds[name] = value
+    first, last = bounds["from_month"], bounds["to_month"]
+    if first and last and first > last:
+        refuse(f"{field_name}.to_month", "is before from_month")
     return Window(
-        start=month_start(period.from_month) if period.from_month else None,
-        end=month_end(period.to_month) if period.to_month else None,
-        first_month=period.from_month,
-        last_month=period.to_month,
+        start=month_start(first) if first else None,
+        end=month_end(last) if last else None,
+        first_month=first,
+        last_month=last,
     )
+
+
+def closed_window(period: Period, field_name: str = "period") -> Window:
+    """A period with both bounds, for figures compared with the period before."""
+    if not period.from_month or not period.to_month:
+        refuse(field_name, "needs from_month and to_month")
+    return window(period, field_name)

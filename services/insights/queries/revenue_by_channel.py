@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
-from closedloop.errors import InvalidArgument, NotFound
+from closedloop.errors import NotFound
 from closedloop.money import Money
 from closedloop.readmodels import revenue_by_channel
 from services.insights.queries.periods import window
@@ -64,10 +64,9 @@ def revenue_by_channel_of(
     fractional models), so it is given for won revenue only. Spend has no model:
     it is the same under every model. `conversion` is a conversion kind of the
     read model (revenue_by_channel.WON or RECOGNIZED); rows are grouped by channel,
-    campaign or both, and by month when `by_month`.
+    campaign or both, and by month when `by_month`. `model` is a name or key: the
+    servicer refuses a request without one among its other checks.
     """
-    if not model:
-        raise InvalidArgument("model", "is required (e.g. linear)")
     span = window(period)
     revenue = tables[revenue_by_channel.revenue]
     available = sorted(
