@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
+from closedloop import retry
 from closedloop.attribution.v1 import attribution_service_pb2 as attribution_pb
 from closedloop.attribution.v1 import attribution_service_pb2_grpc
 from closedloop.common.v1.money_pb2 import Money
@@ -37,6 +38,11 @@ RETRYABLE = {
     grpc.StatusCode.ABORTED,
     grpc.StatusCode.DEADLINE_EXCEEDED,
 }
+
+
+def _worth_retrying(error: BaseException) -> bool:
+    return isinstance(error, grpc.aio.AioRpcError) and error.code() in RETRYABLE
+
 
 CONSENT_METHODS = {
     "web_form": ("SOURCE_SYSTEM_WEB_FORM", "METHOD_DOUBLE_OPT_IN_CONFIRMED"),
@@ -124,24 +130,23 @@ class QuarterDriver:
 
     async def _call(self, kind: str, call: Any) -> Any:
         """Runs one call, retrying what may pass later; 'already done' is skipped."""
-        factory = call
-        for attempt in range(8):
-            try:
-                reply = await factory()
-            except _AlreadyDone:
+        try:
+            reply = await retry.call_async(
+                call,
+                on=_worth_retrying,
+                backoff=retry.Backoff(first=0.2, cap=1.6),
+                attempts=8,
+            )
+        except _AlreadyDone:
+            self.result.skipped[kind] += 1
+            return None
+        except grpc.aio.AioRpcError as error:
+            if error.code() in ALREADY_DONE:
                 self.result.skipped[kind] += 1
                 return None
-            except grpc.aio.AioRpcError as error:
-                if error.code() in ALREADY_DONE:
-                    self.result.skipped[kind] += 1
-                    return None
-                if error.code() in RETRYABLE and attempt < 7:  # noqa: PLR2004
-                    await asyncio.sleep(0.2 * (attempt + 1))
-                    continue
-                raise
-            self.result.calls[kind] += 1
-            return reply
-        return None
+            raise
+        self.result.calls[kind] += 1
+        return reply
 
     def _step(self, person: PersonPlan, state: PersonState, step: Step) -> Any:  # noqa: C901, PLR0911
         at = timestamp(step.at)
