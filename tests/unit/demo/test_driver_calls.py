@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Awaitable, Callable
+
 import grpc
 import pytest
 
@@ -14,7 +16,9 @@ def _error(code: grpc.StatusCode) -> grpc.aio.AioRpcError:
     )
 
 
-def _failing(codes: list[grpc.StatusCode]) -> tuple[list[int], object]:
+def _failing(
+    codes: list[grpc.StatusCode],
+) -> tuple[list[int], Callable[[], Awaitable[str]]]:
     calls: list[int] = []
 
     async def call() -> str:
@@ -27,7 +31,7 @@ def _failing(codes: list[grpc.StatusCode]) -> tuple[list[int], object]:
 
 
 @pytest.fixture
-async def driver() -> QuarterDriver:
+async def driver() -> AsyncIterator[QuarterDriver]:
     address = "127.0.0.1:9"
     driver = QuarterDriver(Addresses(address, address, address, address))
     yield driver
