@@ -73,6 +73,11 @@ def _page_of(rows: Sequence[T], page: PageRequest | None) -> Page[T]:
     return page.read_from_start(rows) if page is not None else Page(rows, "")
 
 
+def _page_cut(items: Sequence[T], page: PageRequest | None) -> Page[T]:
+    """The page cut from the whole ordered answer `items`; all of it for None."""
+    return page.of(items) if page is not None else Page(items, "")
+
+
 def _set_present(message: Any, values: Any, names: Iterable[str]) -> None:
     """Sets each optional field `name` of `message` whose value is not None."""
     for name in names:
@@ -174,15 +179,20 @@ def journey_summary(entry: JourneyEntry) -> str:
 # -- revenue by channel --------------------------------------------------------------
 
 
-def revenue_response(report: RevenueReport) -> pb.GetRevenueByChannelResponse:
+def revenue_response(
+    report: RevenueReport, page: PageRequest | None = None
+) -> pb.GetRevenueByChannelResponse:
+    """The totals and models over every row, and the rows as `page` (None: all)."""
+    rows = _page_cut(report.rows, page)
     response = pb.GetRevenueByChannelResponse(
         model=report.model,
         model_keys=report.model_keys,
         available_models=report.available_models,
         total_revenue=_monies(report.total_revenue),
         total_spend=_monies(report.total_spend),
+        next_page_token=rows.next_page_token,
     )
-    for row in report.rows:
+    for row in rows.items:
         message = pb.RevenueRow(
             month=row.month,
             channel=row.channel,
