@@ -191,10 +191,11 @@ class InsightsServicer(insights_service_pb2_grpc.InsightsServiceServicer):
     ) -> pb.GetConsentStatusResponse:
         with check.every_violation():
             subject = self._person(request, "subject")
+            page = paging.page_request(request)
         return await self._answer(
             consent_status.READ_MODEL,
             consent_status_of,
-            wire.consent_response,
+            functools.partial(wire.consent_response, page=page),
             include_history=request.include_history,
             **subject,
         )

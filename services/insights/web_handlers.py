@@ -228,10 +228,12 @@ async def journey(request: web.Request) -> web.Response:
 
 async def consent(request: web.Request) -> web.Response:
     kind, value = _person(request)
-    reply = await _ask(
-        _stub(request).GetConsentStatus,
-        pb.GetConsentStatusRequest(**{kind: value}, include_history=True),
+    subject = (
+        pb.GetConsentStatusRequest(lead_id=value, include_history=True)
+        if kind == "lead_id"
+        else pb.GetConsentStatusRequest(email=value, include_history=True)
     )
+    reply = await _ask(_stub(request).GetConsentStatus, subject)
     return web.json_response(consent_json(reply))
 
 

@@ -7,6 +7,7 @@ microseconds become Timestamps and Durations, Money becomes closedloop.common.v1
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import fields
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -270,7 +271,23 @@ _CHANGE_KIND = {
 }
 
 
-def consent_response(report: ConsentReport) -> pb.GetConsentStatusResponse:
+def consent_response(
+    report: ConsentReport, page: PageRequest | None = None
+) -> pb.GetConsentStatusResponse:
+    """The subjects, their states and the fold whole; their history as `page`.
+
+    The page is cut from every subject's history one after the other, in the
+    subjects' order; each subject keeps the entries of its own on the page.
+    """
+    trail = [
+        (index, entry)
+        for index, subject in enumerate(report.subjects)
+        for entry in subject.history
+    ]
+    shown = _page_cut(trail, page)
+    history: dict[int, list[AuditEntry]] = defaultdict(list)
+    for index, entry in shown.items:
+        history[index].append(entry)
     return pb.GetConsentStatusResponse(
         counts=[
             pb.PurposeCount(
@@ -289,11 +306,12 @@ def consent_response(report: ConsentReport) -> pb.GetConsentStatusResponse:
                 erased=subject.erased,
                 erased_at=_ts(subject.erased_at_us),
                 states=[_pair(state) for state in subject.states],
-                history=[_audit(entry) for entry in subject.history],
+                history=[_audit(entry) for entry in history[index]],
             )
-            for subject in report.subjects
+            for index, subject in enumerate(report.subjects)
         ],
         effective=[_pair(state) for state in report.effective],
+        next_page_token=shown.next_page_token,
     )
 
 
