@@ -15,6 +15,7 @@ from rich.table import Table
 from closedloop.attribution.v1 import attribution_service_pb2 as attribution_pb
 from closedloop.attribution.v1 import attribution_service_pb2_grpc
 from closedloop.consent.v1 import types_pb2 as consent_types
+from closedloop.grpckit.paging import joined_pages, page_call
 from closedloop.insights.v1 import insights_service_pb2 as pb
 from closedloop.insights.v1 import insights_service_pb2_grpc
 
@@ -87,11 +88,15 @@ async def gather_report(address: str) -> QuarterReport:
     async with grpc.aio.insecure_channel(address) as channel:
         insights = insights_service_pb2_grpc.InsightsServiceStub(channel)
         for model in REPORT_MODELS:
-            reply = await insights.GetRevenueByChannel(
-                pb.GetRevenueByChannelRequest(
-                    model=model, period=QUARTER, group_by=pb.GROUP_BY_CHANNEL
+            reply = await joined_pages(
+                page_call(
+                    insights.GetRevenueByChannel,
+                    pb.GetRevenueByChannelRequest(
+                        model=model, period=QUARTER, group_by=pb.GROUP_BY_CHANNEL
+                    ),
+                    timeout=30,
                 ),
-                timeout=30,
+                "rows",
             )
             rows = [r for r in reply.rows if r.currency == "USD"]
             report.revenue[model] = {r.channel: r.revenue.minor_units for r in rows}
@@ -141,6 +146,7 @@ async def gather_report(address: str) -> QuarterReport:
                     "new_customers": float(figures.new_customers),
                     "new_earned_customers": float(figures.new_earned_customers),
                 }
+        # Counts over everyone are one page: only a person's audit trail pages.
         consent = await insights.GetConsentStatus(
             pb.GetConsentStatusRequest(), timeout=30
         )

@@ -151,11 +151,12 @@ class InsightsServicer(insights_service_pb2_grpc.InsightsServiceServicer):
                 check.refuse("model", "is required (e.g. linear)")
             period = wire.period_of(request.period)
             window(period)
+            page = paging.page_request(request)
         group_by = request.group_by or pb.GROUP_BY_CHANNEL
         return await self._answer(
             revenue_by_channel.READ_MODEL,
             revenue_by_channel_of,
-            wire.revenue_response,
+            functools.partial(wire.revenue_response, page=page),
             model=request.model,
             period=period,
             conversion=revenue_by_channel.RECOGNIZED
@@ -190,10 +191,11 @@ class InsightsServicer(insights_service_pb2_grpc.InsightsServiceServicer):
     ) -> pb.GetConsentStatusResponse:
         with check.every_violation():
             subject = self._person(request, "subject")
+            page = paging.page_request(request)
         return await self._answer(
             consent_status.READ_MODEL,
             consent_status_of,
-            wire.consent_response,
+            functools.partial(wire.consent_response, page=page),
             include_history=request.include_history,
             **subject,
         )

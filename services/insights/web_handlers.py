@@ -191,7 +191,7 @@ async def models(request: web.Request) -> web.Response:
 
 async def revenue(request: web.Request) -> web.Response:
     model = request.query.get("model", "").strip() or "linear"
-    reply = await _ask(
+    reply = await _ask_every_page(
         _stub(request).GetRevenueByChannel,
         pb.GetRevenueByChannelRequest(
             model=model,
@@ -199,6 +199,7 @@ async def revenue(request: web.Request) -> web.Response:
             group_by=_choice(request, "group_by", _GROUP_BY),
             conversion=_choice(request, "conversion", _CONVERSION),
         ),
+        "rows",
     )
     return web.json_response(revenue_json(reply))
 
@@ -228,14 +229,19 @@ async def journey(request: web.Request) -> web.Response:
 
 async def consent(request: web.Request) -> web.Response:
     kind, value = _person(request)
-    reply = await _ask(
-        _stub(request).GetConsentStatus,
-        pb.GetConsentStatusRequest(**{kind: value}, include_history=True),
+    subject = (
+        pb.GetConsentStatusRequest(lead_id=value, include_history=True)
+        if kind == "lead_id"
+        else pb.GetConsentStatusRequest(email=value, include_history=True)
+    )
+    reply = await _ask_every_page(
+        _stub(request).GetConsentStatus, subject, "subjects.history"
     )
     return web.json_response(consent_json(reply))
 
 
 async def consent_counts(request: web.Request) -> web.Response:
+    # Counts over everyone are one page: only a person's audit trail pages.
     reply = await _ask(_stub(request).GetConsentStatus, pb.GetConsentStatusRequest())
     return web.json_response(consent_counts_json(reply))
 

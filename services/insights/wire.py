@@ -7,6 +7,7 @@ microseconds become Timestamps and Durations, Money becomes closedloop.common.v1
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import fields
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -71,6 +72,11 @@ def _duration(us: float) -> Duration:
 def _page_of(rows: Sequence[T], page: PageRequest | None) -> Page[T]:
     """The page of what a query read from the page's start on; all of it for None."""
     return page.read_from_start(rows) if page is not None else Page(rows, "")
+
+
+def _page_cut(items: Sequence[T], page: PageRequest | None) -> Page[T]:
+    """The page cut from the whole ordered answer `items`; all of it for None."""
+    return page.of(items) if page is not None else Page(items, "")
 
 
 def _set_present(message: Any, values: Any, names: Iterable[str]) -> None:
@@ -174,15 +180,20 @@ def journey_summary(entry: JourneyEntry) -> str:
 # -- revenue by channel --------------------------------------------------------------
 
 
-def revenue_response(report: RevenueReport) -> pb.GetRevenueByChannelResponse:
+def revenue_response(
+    report: RevenueReport, page: PageRequest | None = None
+) -> pb.GetRevenueByChannelResponse:
+    """The totals and models over every row, and the rows as `page` (None: all)."""
+    rows = _page_cut(report.rows, page)
     response = pb.GetRevenueByChannelResponse(
         model=report.model,
         model_keys=report.model_keys,
         available_models=report.available_models,
         total_revenue=_monies(report.total_revenue),
         total_spend=_monies(report.total_spend),
+        next_page_token=rows.next_page_token,
     )
-    for row in report.rows:
+    for row in rows.items:
         message = pb.RevenueRow(
             month=row.month,
             channel=row.channel,
@@ -260,7 +271,23 @@ _CHANGE_KIND = {
 }
 
 
-def consent_response(report: ConsentReport) -> pb.GetConsentStatusResponse:
+def consent_response(
+    report: ConsentReport, page: PageRequest | None = None
+) -> pb.GetConsentStatusResponse:
+    """The subjects, their states and the fold whole; their history as `page`.
+
+    The page is cut from every subject's history one after the other, in the
+    subjects' order; each subject keeps the entries of its own on the page.
+    """
+    trail = [
+        (index, entry)
+        for index, subject in enumerate(report.subjects)
+        for entry in subject.history
+    ]
+    shown = _page_cut(trail, page)
+    history: dict[int, list[AuditEntry]] = defaultdict(list)
+    for index, entry in shown.items:
+        history[index].append(entry)
     return pb.GetConsentStatusResponse(
         counts=[
             pb.PurposeCount(
@@ -279,11 +306,12 @@ def consent_response(report: ConsentReport) -> pb.GetConsentStatusResponse:
                 erased=subject.erased,
                 erased_at=_ts(subject.erased_at_us),
                 states=[_pair(state) for state in subject.states],
-                history=[_audit(entry) for entry in subject.history],
+                history=[_audit(entry) for entry in history[index]],
             )
-            for subject in report.subjects
+            for index, subject in enumerate(report.subjects)
         ],
         effective=[_pair(state) for state in report.effective],
+        next_page_token=shown.next_page_token,
     )
 
 

@@ -456,6 +456,106 @@ async def test_a_journey_longer_than_a_page_is_shown_whole(running: Running) -> 
     ]
 
 
+async def publish_new(running: Running, count: int) -> None:
+    """Puts the scenario's events from the `count`th on on the log."""
+    nc = await nats.connect(running.nats_url)
+    await publish(nc, running.scenario.log.events[count:])
+    await nc.close()
+
+
+async def test_revenue_rows_longer_than_a_page_are_shown_whole(
+    running: Running,
+) -> None:
+    """The page shows every campaign of a period: the dashboard asks every page."""
+    campaigns = DEFAULT_PAGE_SIZE + 10
+    count = len(running.scenario.log.events)
+    for n in range(campaigns):
+        running.scenario.spend(
+            f"autumn-{n}",
+            "paid_search",
+            f"autumn-{n:03d}",
+            "2026-11-02",
+            "2026-11-03",
+            100,
+        )
+    await publish_new(running, count)
+    november = {"from": "2026-11", "to": "2026-11"}
+
+    async def revenue(page_size: int, token: str) -> pb.GetRevenueByChannelResponse:
+        page: pb.GetRevenueByChannelResponse = await running.stub.GetRevenueByChannel(
+            pb.GetRevenueByChannelRequest(
+                model="linear",
+                period=pb.Period(from_month="2026-11", to_month="2026-11"),
+                group_by=pb.GROUP_BY_CAMPAIGN,
+                page_size=page_size,
+                page_token=token,
+            )
+        )
+        return page
+
+    async def recorded() -> bool:
+        pages = await pages_of(revenue, DEFAULT_PAGE_SIZE)
+        return sum(len(p.rows) for p in pages) == campaigns
+
+    await eventually(recorded, timeout=15)
+    pages = await pages_of(revenue, DEFAULT_PAGE_SIZE)
+    assert len(pages) == 2
+    shown = await running.ok(
+        "/api/revenue", model="linear", group_by="campaign", **november
+    )
+    assert [r["campaign"] for r in shown["rows"]] == [
+        r.campaign for p in pages for r in p.rows
+    ]
+    assert shown["total_spend"][0]["minor_units"] == campaigns * 100
+
+
+async def test_an_audit_trail_longer_than_a_page_is_shown_whole(
+    running: Running,
+) -> None:
+    """The page shows a person's whole trail: the dashboard asks every page."""
+    changes = DEFAULT_PAGE_SIZE + 10
+    count = len(running.scenario.log.events)
+    for n in range(changes):
+        running.scenario.consent(
+            ident("consent", "trail"),
+            f"2026-10-{1 + n % 28:02d}",
+            hour=n // 28,
+            granted=n % 2 == 0,
+            purpose=c.PURPOSE_NEWSLETTER,
+            channel=c.CHANNEL_EMAIL,
+            method=c.METHOD_FORM,
+            email="trail@example.com",
+        )
+    await publish_new(running, count)
+
+    async def consent(page_size: int, token: str) -> pb.GetConsentStatusResponse:
+        page: pb.GetConsentStatusResponse = await running.stub.GetConsentStatus(
+            pb.GetConsentStatusRequest(
+                email="trail@example.com",
+                include_history=True,
+                page_size=page_size,
+                page_token=token,
+            )
+        )
+        return page
+
+    async def recorded() -> bool:
+        try:
+            pages = await pages_of(consent, DEFAULT_PAGE_SIZE)
+        except grpc.aio.AioRpcError:
+            return False
+        return sum(len(s.history) for p in pages for s in p.subjects) == changes
+
+    await eventually(recorded, timeout=15)
+    pages = await pages_of(consent, DEFAULT_PAGE_SIZE)
+    assert len(pages) == 2
+    shown = await running.ok("/api/consent", q="trail@example.com")
+    (trail,) = shown["subjects"]
+    assert [h["change_id"] for h in trail["history"]] == [
+        h.change_id for p in pages for s in p.subjects for h in s.history
+    ]
+
+
 async def test_bad_parameters_name_the_field(running: Running) -> None:
     status, body = await running.get("/api/revenue", model="linear", group_by="x")
     assert (status, body["error"]["field"]) == (400, "group_by")

@@ -179,6 +179,67 @@ async def test_revenue_by_channel_with_roi_roas_and_cac(insights: Fixture) -> No
     }
 
 
+async def test_the_revenue_rows_come_a_page_at_a_time(insights: Fixture) -> None:
+    """Pages of any size add up to the whole table; totals and models on each page."""
+    stub, _, _ = insights
+    asked = pb.GetRevenueByChannelRequest(
+        model="linear", period=Q1, group_by=pb.GROUP_BY_CAMPAIGN, by_month=True
+    )
+    whole = await stub.GetRevenueByChannel(asked)
+    assert len(whole.rows) == 6
+    assert whole.next_page_token == ""
+
+    async def revenue(page_size: int, token: str) -> pb.GetRevenueByChannelResponse:
+        request = pb.GetRevenueByChannelRequest()
+        request.CopyFrom(asked)
+        request.page_size, request.page_token = page_size, token
+        page: pb.GetRevenueByChannelResponse = await stub.GetRevenueByChannel(request)
+        return page
+
+    described = ("model", "model_keys", "total_revenue", "total_spend")
+    for page_size in (1, 4, 6):
+        pages = await pages_of(revenue, page_size)
+        assert len(pages) == -(-6 // page_size)
+        assert [r for p in pages for r in p.rows] == list(whole.rows)
+        for page in pages:
+            assert [getattr(page, f) for f in described] == [
+                getattr(whole, f) for f in described
+            ]
+            assert page.available_models == whole.available_models
+
+    # A token names a place in one table: another model, period, grouping,
+    # conversion or monthly split is another table.
+    first = await revenue(2, "")
+    campaigns, monthly = pb.GROUP_BY_CAMPAIGN, True
+    for request in (
+        pb.GetRevenueByChannelRequest(
+            model="first_touch", period=Q1, group_by=campaigns, by_month=monthly
+        ),
+        pb.GetRevenueByChannelRequest(
+            model="linear", period=Q2, group_by=campaigns, by_month=monthly
+        ),
+        pb.GetRevenueByChannelRequest(
+            model="linear",
+            period=Q1,
+            group_by=pb.GROUP_BY_CHANNEL_AND_CAMPAIGN,
+            by_month=monthly,
+        ),
+        pb.GetRevenueByChannelRequest(
+            model="linear",
+            period=Q1,
+            group_by=campaigns,
+            by_month=monthly,
+            conversion=pb.CONVERSION_REVENUE_RECOGNIZED,
+        ),
+        pb.GetRevenueByChannelRequest(model="linear", period=Q1, group_by=campaigns),
+    ):
+        request.page_token = first.next_page_token
+        with pytest.raises(grpc.aio.AioRpcError) as error:
+            await stub.GetRevenueByChannel(request)
+        assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert [v.field for v in field_violations(error.value)] == ["page_token"]
+
+
 async def test_do_paid_search_leads_close_more_often_than_paid_social_ones(
     insights: Fixture,
 ) -> None:
@@ -360,6 +421,71 @@ async def test_consent_per_person_and_counts_per_purpose(insights: Fixture) -> N
     }
 
 
+async def test_a_persons_audit_trail_comes_a_page_at_a_time(
+    insights: Fixture,
+) -> None:
+    """Pages of any size add up to every record's trail; records and fold on each."""
+    stub, _, _ = insights
+    whole = await stub.GetConsentStatus(
+        pb.GetConsentStatusRequest(email="bob@example.com", include_history=True)
+    )
+    trails = [list(s.history) for s in whole.subjects]
+    # His lead's record (the two GPC changes), then his email's (the newsletter).
+    assert [len(trail) for trail in trails] == [2, 1]
+    assert whole.next_page_token == ""
+
+    async def consent(page_size: int, token: str) -> pb.GetConsentStatusResponse:
+        page: pb.GetConsentStatusResponse = await stub.GetConsentStatus(
+            pb.GetConsentStatusRequest(
+                email="bob@example.com",
+                include_history=True,
+                page_size=page_size,
+                page_token=token,
+            )
+        )
+        return page
+
+    record = ("subject_aggregate_id", "lead_id", "erased", "erased_at", "states")
+    # Entries of each record on each page: a trail goes on on the next page.
+    splits = {1: [[1, 0], [1, 0], [0, 1]], 2: [[2, 0], [0, 1]], 3: [[2, 1]]}
+    for page_size, split in splits.items():
+        pages = await pages_of(consent, page_size)
+        assert [[len(s.history) for s in p.subjects] for p in pages] == split
+        for index, trail in enumerate(trails):
+            assert [h for p in pages for h in p.subjects[index].history] == trail
+        for page in pages:
+            assert list(page.effective) == list(whole.effective)
+            assert [[getattr(s, f) for f in record] for s in page.subjects] == [
+                [getattr(s, f) for f in record] for s in whole.subjects
+            ]
+
+    # Without the trail, or without a person, nothing pages.
+    for unpaged in (
+        pb.GetConsentStatusRequest(email="bob@example.com", page_size=1),
+        pb.GetConsentStatusRequest(page_size=1),
+    ):
+        answer = await stub.GetConsentStatus(unpaged)
+        assert answer.next_page_token == ""
+    assert list(answer.counts) == list(
+        (await stub.GetConsentStatus(pb.GetConsentStatusRequest())).counts
+    )
+
+    # A token names a place in one person's trail: another person, the same one
+    # by lead id, or the records without their trail, is another request.
+    first = await consent(1, "")
+    for other in (
+        pb.GetConsentStatusRequest(email="ann@example.com", include_history=True),
+        pb.GetConsentStatusRequest(lead_id=ident("lead", "bob"), include_history=True),
+        pb.GetConsentStatusRequest(email="bob@example.com"),
+        pb.GetConsentStatusRequest(include_history=True),
+    ):
+        other.page_token = first.next_page_token
+        with pytest.raises(grpc.aio.AioRpcError) as error:
+            await stub.GetConsentStatus(other)
+        assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert [v.field for v in field_violations(error.value)] == ["page_token"]
+
+
 async def test_customer_value_nrr_and_earned_growth(insights: Fixture) -> None:
     stub, _, _ = insights
     value = await stub.GetCustomerValue(pb.GetCustomerValueRequest(period=Q2))
@@ -518,6 +644,21 @@ async def test_list_projections_shows_position_and_lag(insights: Fixture) -> Non
             "period.from_month",
         ),
         (
+            "GetRevenueByChannel",
+            pb.GetRevenueByChannelRequest(model="linear", page_size=-1),
+            "INVALID_ARGUMENT",
+            "page_size",
+        ),
+        (
+            "GetRevenueByChannel",
+            pb.GetRevenueByChannelRequest(
+                model="linear",
+                page_token="bm90IGEgdG9rZW4",  # noqa: S106 - a page token
+            ),
+            "INVALID_ARGUMENT",
+            "page_token",
+        ),
+        (
             "GetFunnel",
             pb.GetFunnelRequest(
                 period=pb.Period(from_month="2026-03", to_month="2026-01")
@@ -548,6 +689,22 @@ async def test_list_projections_shows_position_and_lag(insights: Fixture) -> Non
             pb.GetConsentStatusRequest(email="zoe@example.com"),
             "NOT_FOUND",
             "",
+        ),
+        (
+            "GetConsentStatus",
+            pb.GetConsentStatusRequest(email="bob@example.com", page_size=-1),
+            "INVALID_ARGUMENT",
+            "page_size",
+        ),
+        (
+            "GetConsentStatus",
+            pb.GetConsentStatusRequest(
+                email="bob@example.com",
+                include_history=True,
+                page_token="bm90IGEgdG9rZW4",  # noqa: S106 - a page token
+            ),
+            "INVALID_ARGUMENT",
+            "page_token",
         ),
     ],
 )
@@ -603,6 +760,22 @@ async def test_bad_requests_name_the_field(
             pb.GetRevenueByChannelRequest(period=pb.Period(from_month="2026-13")),
             ("model", "period.from_month"),
             id="revenue",
+        ),
+        pytest.param(
+            "GetRevenueByChannel",
+            pb.GetRevenueByChannelRequest(page_size=-1, page_token="junk"),  # noqa: S106
+            ("model", "page_size", "page_token"),
+            id="revenue-page",
+        ),
+        pytest.param(
+            "GetConsentStatus",
+            pb.GetConsentStatusRequest(
+                email="nobody",
+                page_size=-1,
+                page_token="junk",  # noqa: S106
+            ),
+            ("email", "page_size", "page_token"),
+            id="consent-page",
         ),
         pytest.param(
             "GetFunnel",

@@ -9,6 +9,7 @@ import pytest
 from closedloop.errors import FieldViolation, InvalidArgument
 from closedloop.grpckit import paging
 from closedloop.grpckit import validation as check
+from closedloop.insights.v1 import insights_service_pb2 as insights_pb
 from closedloop.lead.v1 import lead_service_pb2 as pb
 from closedloop.lead.v1 import types_pb2
 
@@ -162,3 +163,73 @@ async def test_joined_pages_hold_every_item_and_no_next_token() -> None:
     assert [t.touchpoint_id for t in first.touchpoints] == ["0", "1", "2"]
     assert first.next_page_token == ""
     assert len(asked) == 2
+
+
+def _trails_of(
+    trails: dict[str, list[str]], asked: list[str]
+) -> Callable[[str], Awaitable[insights_pb.GetConsentStatusResponse]]:
+    """A GetConsentStatus of records and their trails, two entries a page."""
+    trail = [
+        (record, change) for record, changes in trails.items() for change in changes
+    ]
+
+    async def call(token: str) -> insights_pb.GetConsentStatusResponse:
+        asked.append(token)
+        request = insights_pb.GetConsentStatusRequest(
+            lead_id=LEAD_ID, include_history=True, page_size=2, page_token=token
+        )
+        page = paging.page_request(request).of(trail)
+        return insights_pb.GetConsentStatusResponse(
+            subjects=[
+                insights_pb.ConsentSubject(
+                    subject_aggregate_id=record,
+                    history=[
+                        insights_pb.ConsentAuditEntry(change_id=change)
+                        for owner, change in page.items
+                        if owner == record
+                    ],
+                )
+                for record in trails
+            ],
+            next_page_token=page.next_page_token,
+        )
+
+    return call
+
+
+def _trails(response: insights_pb.GetConsentStatusResponse) -> dict[str, list[str]]:
+    return {
+        subject.subject_aggregate_id: [h.change_id for h in subject.history]
+        for subject in response.subjects
+    }
+
+
+async def test_joined_pages_join_lists_inside_the_elements_every_page_repeats() -> None:
+    trails = {"email": ["1", "2", "3"], "lead": ["4", "5"]}
+    asked: list[str] = []
+    whole = await paging.joined_pages(_trails_of(trails, asked), "subjects.history")
+    assert _trails(whole) == trails
+    assert (len(asked), whole.next_page_token) == (3, "")
+
+    asked.clear()
+    first = await paging.joined_pages(
+        _trails_of(trails, asked), "subjects.history", at_most=3
+    )
+    assert _trails(first) == {"email": ["1", "2", "3"], "lead": []}
+    assert len(asked) == 2
+
+
+async def test_an_element_that_changed_between_pages_is_shown_again() -> None:
+    served = _trails_of({"email": ["1", "2", "3"]}, [])
+
+    async def call(token: str) -> insights_pb.GetConsentStatusResponse:
+        page = await served(token)
+        if token:
+            page.subjects[0].erased = True
+        return page
+
+    whole = await paging.joined_pages(call, "subjects.history")
+    assert [(s.erased, len(s.history)) for s in whole.subjects] == [
+        (False, 2),
+        (True, 1),
+    ]

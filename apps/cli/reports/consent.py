@@ -9,7 +9,7 @@ from rich.table import Table
 
 from apps.cli.output import console, fail, print_json
 from apps.cli.reports.charts import chart_path, write_chart
-from apps.cli.reports.client import call_insights
+from apps.cli.reports.client import call_insights_pages
 from apps.cli.reports.options import ChartOption, JsonOption
 from apps.cli.settings import _settings
 
@@ -52,7 +52,9 @@ def report_consent(  # noqa: C901 - two layouts of one answer
             .lower()
         )  # type: ignore[arg-type]
 
-    response = call_insights("GetConsentStatus", request, _settings())
+    response = call_insights_pages(
+        "GetConsentStatus", request, _settings(), "subjects.history"
+    )
     if as_json:
         print_json(response)
     elif not (lead_id or email):

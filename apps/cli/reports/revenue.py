@@ -10,7 +10,7 @@ from rich.table import Table
 
 from apps.cli.output import console, major, percent, print_json
 from apps.cli.reports.charts import chart_path, write_chart
-from apps.cli.reports.client import call_insights
+from apps.cli.reports.client import call_insights_pages
 from apps.cli.reports.options import ChartOption, FromOption, JsonOption, ToOption
 from apps.cli.settings import _settings
 
@@ -42,7 +42,7 @@ def report_revenue(
     from closedloop.insights.v1 import insights_service_pb2 as pb  # noqa: PLC0415
 
     chart = chart_path(chart)
-    response = call_insights(
+    response = call_insights_pages(
         "GetRevenueByChannel",
         pb.GetRevenueByChannelRequest(
             model=model,
@@ -58,6 +58,7 @@ def report_revenue(
             by_month=by_month,
         ),
         _settings(),
+        "rows",
     )
     if as_json:
         print_json(response)

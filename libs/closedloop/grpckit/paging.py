@@ -20,7 +20,8 @@ reads it, `page.read_from_start(rows)` on `OFFSET page.start LIMIT page.limit`.
 A client: `async for response in every_page(lambda token: stub.List(...))`, each call
 with `page_token=token` (`page_call(stub.List, request)` makes that call); or
 `await joined_pages(call, "items")` for the whole list in one response, as a caller
-that shows it all at once wants it.
+that shows it all at once wants it (`"records.history"` for lists inside the
+elements of one that every page repeats).
 """
 
 from __future__ import annotations
@@ -155,6 +156,13 @@ async def joined_pages(
 ) -> ResponseT:
     """The first page holding the `field` items of every page: the whole list.
 
+    A `field` of "outer.inner" names lists inside the elements of a repeated
+    `outer` that every page repeats whole (a person's records, each with its paged
+    history): each element's `inner` items of every page are joined to the element
+    equal to it but for them, and items are counted over all of them. An element
+    that changed between two pages (the list changed during the walk) is shown
+    once more, with the items of the later pages.
+
     With `at_most`, the pages asked for stop once that many items are in, and the
     list is cut there. The answer's other fields are the first page's, and its
     next_page_token is empty: it stands for the whole answer.
@@ -164,14 +172,54 @@ async def joined_pages(
         if joined is None:
             joined = page
         else:
-            getattr(joined, field).extend(getattr(page, field))
-        if at_most is not None and len(getattr(joined, field)) >= at_most:
+            _join(joined, page, field)
+        if at_most is not None and _items(joined, field) >= at_most:
             break
     assert joined is not None  # noqa: S101 - every_page yields the first page
     if at_most is not None:
-        del getattr(joined, field)[at_most:]
+        left = at_most
+        for items in _item_lists(joined, field):
+            del items[left:]
+            left -= len(items)
     joined.next_page_token = ""
     return joined
+
+
+def _join(joined: Any, page: Any, field: str) -> None:
+    """Adds the `field` items of `page` to those of `joined`."""
+    outer, _, inner = field.partition(".")
+    if not inner:
+        getattr(joined, outer).extend(getattr(page, outer))
+        return
+    elements = getattr(joined, outer)
+    known = [_without(element, inner) for element in elements]
+    for element in getattr(page, outer):
+        bare = _without(element, inner)
+        if bare in known:
+            getattr(elements[known.index(bare)], inner).extend(getattr(element, inner))
+        else:
+            elements.add().CopyFrom(element)
+            known.append(bare)
+
+
+def _without(element: Message, inner: str) -> bytes:
+    """The element with no `inner` items, to tell which element of a page it is."""
+    bare = type(element)()
+    bare.CopyFrom(element)
+    bare.ClearField(inner)
+    return bare.SerializeToString(deterministic=True)
+
+
+def _item_lists(response: object, field: str) -> list[Any]:
+    """The lists of items `field` names: one, or one per element of its outer list."""
+    outer, _, inner = field.partition(".")
+    if not inner:
+        return [getattr(response, outer)]
+    return [getattr(element, inner) for element in getattr(response, outer)]
+
+
+def _items(response: object, field: str) -> int:
+    return sum(len(items) for items in _item_lists(response, field))
 
 
 def _digest(request: Message) -> bytes:

@@ -64,8 +64,10 @@ def revenue_by_channel_of(
     fractional models), so it is given for won revenue only. Spend has no model:
     it is the same under every model. `conversion` is a conversion kind of the
     read model (revenue_by_channel.WON or RECOGNIZED); rows are grouped by channel,
-    campaign or both, and by month when `by_month`. `model` is a name or key: the
-    servicer refuses a request without one among its other checks.
+    campaign or both, and by month when `by_month`. Rows come by month, then
+    highest revenue first, ties by channel, campaign and currency (the rest of a
+    row's key), so that pages cut from them never overlap. `model` is a name or
+    key: the servicer refuses a request without one among its other checks.
     """
     span = window(period)
     revenue = tables[revenue_by_channel.revenue]
