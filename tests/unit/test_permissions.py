@@ -19,6 +19,9 @@ from closedloop.lead.v1 import lead_service_pb2
 from closedloop.lead.v1 import types_pb2 as lead_types_pb2
 
 ROOT = Path(__file__).resolve().parents[2]
+CONVENTIONS = ROOT / "docs" / "api-conventions.md"
+TABLE_START = "<!-- permissions table: generated from the protos -->"
+TABLE_END = "<!-- end of the permissions table -->"
 
 LEAD = "/closedloop.lead.v1.LeadService"
 CONSENT = "/closedloop.consent.v1.ConsentService"
@@ -269,3 +272,35 @@ def test_clearing_a_lead_and_its_touchpoints() -> None:
 def test_a_table_of_an_unknown_service_is_refused() -> None:
     with pytest.raises(KeyError):
         permissions.permission_table(["closedloop.lead.v1.NoSuchService"])
+
+
+def permission_table_markdown() -> str:
+    rows = [
+        "| RPC | permission | personal fields in the answer |",
+        "|---|---|---|",
+    ]
+    for service in permissions.every_service():
+        for method in service.methods:
+            personal = ", ".join(
+                f"`{path}`" for path in permissions.personal_fields(method.output_type)
+            )
+            rows.append(
+                f"| `{service.name}/{method.name}` | "
+                f"`{permissions.method_permission(method)}` | {personal} |"
+            )
+    return "\n".join(rows)
+
+
+def test_the_documented_permission_table_is_the_protos() -> None:
+    page = CONVENTIONS.read_text()
+    assert TABLE_START in page
+    assert TABLE_END in page
+    documented = page.split(TABLE_START, 1)[1].split(TABLE_END, 1)[0].strip()
+    expected = permission_table_markdown()
+    assert documented == expected, (
+        f"docs/api-conventions.md's permission table is out of date; between "
+        f"{TABLE_START} and {TABLE_END} it should read:\n\n{expected}\n"
+    )
+    section = page.split("## Permissions", 1)[1].split("\n## ", 1)[0]
+    for permission in permissions.KNOWN_PERMISSIONS:
+        assert f"`{permission}`" in section, permission
