@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -55,16 +55,31 @@ async def lead_server(
 
 
 async def check(
-    target: str, credentials: grpc.ChannelCredentials | None
+    target: str,
+    credentials: grpc.ChannelCredentials | None,
+    options: Sequence[tuple[str, Any]] = (),
 ) -> health_pb2.HealthCheckResponse:
     channel = (
-        grpc.aio.secure_channel(target, credentials)
+        grpc.aio.secure_channel(target, credentials, options=options)
         if credentials
         else grpc.aio.insecure_channel(target)
     )
     async with channel:
         stub = health_pb2_grpc.HealthStub(channel)
         return await stub.Check(health_pb2.HealthCheckRequest(), timeout=5)
+
+
+async def assert_refused(
+    server: Server,
+    credentials: grpc.ChannelCredentials | None,
+    options: Sequence[tuple[str, Any]] = (),
+) -> None:
+    """The handshake fails, so the call never reaches the servicer."""
+    port, health = server
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await check(f"localhost:{port}", credentials, options)
+    assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert health.peers == []
 
 
 @pytest.mark.parametrize("host", ["localhost", "127.0.0.1"])
@@ -85,65 +100,45 @@ async def test_a_service_with_its_certificate_is_served_and_named(
 async def test_the_server_is_checked_against_the_name_the_client_dialled(
     trust: local.LocalTrust, lead_server: Server
 ) -> None:
-    port, health = lead_server
     assert tls.spiffe_id(trust.services["lead"].certificate.read_bytes()) == (
         "spiffe://closedloop/lead"
     )
-    channel = grpc.aio.secure_channel(
-        f"127.0.0.1:{port}",
+    await assert_refused(
+        lead_server,
         trust.channel_credentials("deal"),
-        options=[("grpc.ssl_target_name_override", "lead.elsewhere.example")],
+        [("grpc.ssl_target_name_override", "lead.elsewhere.example")],
     )
-    async with channel:
-        with pytest.raises(grpc.aio.AioRpcError) as refused:
-            await health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(), timeout=5
-            )
-    assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
-    assert health.peers == []
 
 
 async def test_a_client_without_a_certificate_is_refused(
     trust: local.LocalTrust, lead_server: Server
 ) -> None:
-    port, health = lead_server
     no_certificate = tls.channel_credentials(ca_certificate=trust.ca_certificate)
-    with pytest.raises(grpc.aio.AioRpcError) as refused:
-        await check(f"localhost:{port}", no_certificate)
-    assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
-    assert health.peers == []
+    await assert_refused(lead_server, no_certificate)
 
 
 async def test_a_plaintext_client_is_refused(lead_server: Server) -> None:
-    port, health = lead_server
-    with pytest.raises(grpc.aio.AioRpcError) as refused:
-        await check(f"127.0.0.1:{port}", None)
-    assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
-    assert health.peers == []
+    await assert_refused(lead_server, None)
+
+
+@pytest.fixture
+def stranger(tmp_path: Path) -> local.LocalTrust:
+    """Trust material of the same shape made elsewhere: another authority."""
+    return local.ensure_local_trust(tmp_path / "other" / "trust")
 
 
 async def test_a_certificate_of_another_authority_is_refused(
-    trust: local.LocalTrust, lead_server: Server, tmp_path: Path
+    trust: local.LocalTrust, lead_server: Server, stranger: local.LocalTrust
 ) -> None:
-    port, health = lead_server
-    stranger = local.ensure_local_trust(tmp_path / "other" / "trust")
     impostor = tls.channel_credentials(
         ca_certificate=trust.ca_certificate,
         certificate=stranger.services["consent"].certificate,
         private_key=stranger.services["consent"].private_key,
     )
-    with pytest.raises(grpc.aio.AioRpcError) as refused:
-        await check(f"localhost:{port}", impostor)
-    assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
-    assert health.peers == []
+    await assert_refused(lead_server, impostor)
 
 
 async def test_a_client_trusting_another_authority_refuses_the_server(
-    trust: local.LocalTrust, lead_server: Server, tmp_path: Path
+    lead_server: Server, stranger: local.LocalTrust
 ) -> None:
-    port, health = lead_server
-    stranger = local.ensure_local_trust(tmp_path / "other" / "trust")
-    with pytest.raises(grpc.aio.AioRpcError) as refused:
-        await check(f"localhost:{port}", stranger.channel_credentials("deal"))
-    assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
-    assert health.peers == []
+    await assert_refused(lead_server, stranger.channel_credentials("deal"))
