@@ -10,7 +10,6 @@ server interceptor asks `decide` for every call, and answers are passed through
 
 from __future__ import annotations
 
-import enum
 import functools
 import importlib
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from google.protobuf import descriptor_pool
 
 import closedloop
 from closedloop.common.v1 import permissions_pb2
+from closedloop.trust.permissions import Permission
 
 if TYPE_CHECKING:
     from collections.abc import Collection, Iterable, Iterator, Mapping
@@ -32,24 +32,6 @@ if TYPE_CHECKING:
         ServiceDescriptor,
     )
     from google.protobuf.message import Message
-
-
-class Permission(enum.StrEnum):
-    """Every permission a principal can hold (the scopes of its token)."""
-
-    LEAD_WRITE = "lead:write"
-    LEAD_READ = "lead:read"
-    DEAL_WRITE = "deal:write"
-    DEAL_READ = "deal:read"
-    CONSENT_WRITE = "consent:write"
-    CONSENT_READ = "consent:read"
-    CONSENT_ERASE = "consent:erase"
-    ATTRIBUTION_WRITE = "attribution:write"
-    ATTRIBUTION_READ = "attribution:read"
-    INSIGHTS_READ = "insights:read"
-    # No RPC needs it: it lets answers carry the fields marked personal.
-    PERSONAL_READ = "personal:read"
-    OPS_ADMIN = "ops:admin"
 
 
 KNOWN_PERMISSIONS = frozenset(Permission)

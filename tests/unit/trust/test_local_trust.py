@@ -86,10 +86,14 @@ def test_the_operator_token_carries_every_permission_and_verifies(
         == set(EVERY_PERMISSION)
         == {
             "lead:write",
+            "lead:read",
             "deal:write",
+            "deal:read",
             "consent:write",
+            "consent:read",
             "consent:erase",
             "attribution:write",
+            "attribution:read",
             "insights:read",
             "personal:read",
             "ops:admin",
