@@ -10,6 +10,7 @@ An empty variable counts as unset. The eventsourcing library's own keys
 
 from __future__ import annotations
 
+import logging
 import secrets
 from collections.abc import Mapping
 from contextvars import ContextVar
@@ -27,10 +28,14 @@ from pydantic_settings import (
 )
 from pydantic_settings.sources.utils import parse_env_vars
 
+from closedloop.privatefiles import FILE_MODE, private_folder, read_or_create, tighten
+
 if TYPE_CHECKING:
     from typing import Self
 
     from pydantic_core import ErrorDetails
+
+log = logging.getLogger(__name__)
 
 #: Default gRPC ports, one per service, on 127.0.0.1.
 DEFAULT_GRPC_PORTS = {
@@ -253,15 +258,16 @@ class ServiceConfig:
 
 
 def _secret_key(configured: str | None, data_dir: Path) -> bytes:
-    """The server-held secret for keyed hashes; generated once for local runs."""
+    """The server-held secret for keyed hashes; generated once for local runs.
+
+    The file is 0600 in a 0700 data folder from the start, and two processes starting
+    at once read the same key. One readable by others (made before this rule) is
+    tightened rather than refused: the key cannot change without re-keying every email
+    digest, so chmod is all a refusal could ask for; the warning says it was exposed.
+    """
     if configured:
         return configured.encode()
-    path = data_dir / "secret.key"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            with path.open("x") as f:
-                f.write(secrets.token_hex(32))
-        except FileExistsError:
-            pass  # another process wrote it first: read theirs
-    return path.read_text().strip().encode()
+    path = private_folder(data_dir) / "secret.key"
+    if path.exists() and tighten(path, FILE_MODE):
+        log.warning("%s was readable by others; it is 0600 now", path)
+    return read_or_create(path, lambda: secrets.token_hex(32).encode()).strip()

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import stat
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 import pytest
@@ -40,6 +44,47 @@ def test_defaults_and_peers(tmp_path: Path) -> None:
     assert config.secret_key == (tmp_path / "secret.key").read_text().encode()
     assert config.peer_address("lead") == "lead:7"
     assert config.peer_address("consent") == "127.0.0.1:50053"
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_the_generated_secret_key_is_private_from_the_start(tmp_path: Path) -> None:
+    data = tmp_path / "var"
+    permissive = os.umask(0)  # what the process is given must not decide it
+    try:
+        config = ServiceConfig.from_env("lead", {"CLOSEDLOOP_DATA_DIR": str(data)})
+    finally:
+        os.umask(permissive)
+    assert (_mode(data), _mode(data / "secret.key")) == (0o700, 0o600)
+    assert len(config.secret_key) == 64
+    assert [path.name for path in data.iterdir()] == ["secret.key"]  # no leftovers
+
+
+def test_processes_starting_at_once_share_one_secret_key(tmp_path: Path) -> None:
+    env = {"CLOSEDLOOP_DATA_DIR": str(tmp_path)}
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        keys = set(
+            pool.map(
+                lambda _: ServiceConfig.from_env("lead", env).secret_key, range(32)
+            )
+        )
+    assert keys == {(tmp_path / "secret.key").read_bytes()}
+
+
+def test_a_secret_key_readable_by_others_is_kept_and_tightened(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    key = tmp_path / "secret.key"
+    key.write_text("an-older-run-wrote-this-key-readable-by-all\n")
+    key.chmod(0o644)
+    tmp_path.chmod(0o755)
+    with caplog.at_level(logging.WARNING, logger="closedloop.config"):
+        config = ServiceConfig.from_env("lead", {"CLOSEDLOOP_DATA_DIR": str(tmp_path)})
+    assert config.secret_key == b"an-older-run-wrote-this-key-readable-by-all"
+    assert (_mode(tmp_path), _mode(key)) == (0o700, 0o600)
+    assert f"{key} was readable by others" in caplog.text
 
 
 def test_a_given_mapping_is_read_instead_of_the_environment(

@@ -15,12 +15,9 @@ grpcio offers no signature algorithm for Ed25519 certificates and fails the hand
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import ipaddress
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -31,12 +28,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from closedloop.privatefiles import private_folder, read_or_create
 from closedloop.trust import tls
 from closedloop.trust.permissions import EVERY_PERMISSION
 from closedloop.trust.tokens import KeySet, SigningKey, issue_token
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping, Sequence
+    from collections.abc import Mapping, Sequence
 
     import grpc
 
@@ -45,8 +43,6 @@ OPERATOR_SUBJECT = "operator"
 VALIDITY = dt.timedelta(days=3650)
 """Local material outlives any checkout; production brings its own, on its own terms."""
 _CLOCK_SKEW = dt.timedelta(minutes=5)
-_FOLDER_MODE = 0o700
-_FILE_MODE = 0o600
 
 
 @dataclass(frozen=True)
@@ -101,22 +97,21 @@ def ensure_local_trust(folder: Path, services: Sequence[str] = SERVICES) -> Loca
     What is there already is kept as it is, only its permissions tightened.
     """
     for sub in (folder, folder / "services", folder / "tokens"):
-        sub.mkdir(mode=_FOLDER_MODE, parents=True, exist_ok=True)
-        sub.chmod(_FOLDER_MODE)
+        private_folder(sub)
     now = dt.datetime.now(dt.UTC)
 
     ca_key_path, ca_path = folder / "ca.key", folder / "ca.pem"
-    ca_key = _load_key(_once(ca_key_path, _new_private_key))
-    ca = _load_certificate(_once(ca_path, partial(_ca_pem, ca_key, now)))
+    ca_key = _load_key(read_or_create(ca_key_path, _new_private_key))
+    ca = _load_certificate(read_or_create(ca_path, partial(_ca_pem, ca_key, now)))
     _check_pair(ca, ca_key, ca_path)
 
     certificates = {}
     for service in services:
         key_path = folder / "services" / f"{service}.key"
         certificate_path = folder / "services" / f"{service}.pem"
-        key = _load_key(_once(key_path, _new_private_key))
+        key = _load_key(read_or_create(key_path, _new_private_key))
         certificate = _load_certificate(
-            _once(
+            read_or_create(
                 certificate_path,
                 partial(_service_pem, service, key, ca, ca_key, now),
             )
@@ -126,11 +121,11 @@ def ensure_local_trust(folder: Path, services: Sequence[str] = SERVICES) -> Loca
 
     tokens = folder / "tokens"
     signing = SigningKey.from_pem(
-        _once(tokens / "signing.key", lambda: SigningKey.generate().pem())
+        read_or_create(tokens / "signing.key", lambda: SigningKey.generate().pem())
     )
     jwks = KeySet([signing.verification_key()]).jwks()
-    _once(tokens / "jwks.json", lambda: json.dumps(jwks, indent=2).encode())
-    _once(
+    read_or_create(tokens / "jwks.json", lambda: json.dumps(jwks, indent=2).encode())
+    read_or_create(
         tokens / "operator.token",
         lambda: issue_token(
             signing, subject=OPERATOR_SUBJECT, scopes=EVERY_PERMISSION, ttl=VALIDITY
@@ -145,27 +140,6 @@ def ensure_local_trust(folder: Path, services: Sequence[str] = SERVICES) -> Loca
         jwks=tokens / "jwks.json",
         operator_token=tokens / "operator.token",
     )
-
-
-def _once(path: Path, make: Callable[[], bytes]) -> bytes:
-    """The file's content, writing `make()` first if it does not exist yet.
-
-    Written to a private temporary file and linked into place, so the file appears
-    whole or not at all, and a file that appeared meanwhile is kept, not replaced.
-    """
-    if not path.exists():
-        descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=".new-")
-        try:
-            with os.fdopen(descriptor, "wb") as file:
-                file.write(make())
-                file.flush()
-                os.fsync(file.fileno())
-            with contextlib.suppress(FileExistsError):
-                os.link(temporary, path)
-        finally:
-            Path(temporary).unlink()
-    path.chmod(_FILE_MODE)
-    return path.read_bytes()
 
 
 def _new_private_key() -> bytes:
