@@ -16,9 +16,15 @@ from collections.abc import Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 
-from pydantic import BeforeValidator, Field, ValidationError, field_validator
+from pydantic import (
+    BeforeValidator,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -48,6 +54,9 @@ DEFAULT_GRPC_PORTS = {
 
 #: `make run` starts its own nats-server here unless CLOSEDLOOP_NATS_URL is set.
 DEFAULT_NATS_URL = "nats://127.0.0.1:14222"
+
+#: The shortest secret key accepted, in bytes: as long as the SHA-256 it keys.
+MIN_SECRET_KEY_BYTES = 32
 
 #: Where a relay may read and map its store's events (see closedloop.relay.outbox).
 RELAY_OUTBOXES = ("process", "thread")
@@ -126,12 +135,22 @@ class EnvSettings(BaseSettings):
 
     @classmethod
     def _reason(cls, detail: ErrorDetails, prefix: str | None) -> str:
-        variable = cls.variable(str(detail["loc"][0]), prefix) if detail["loc"] else ""
+        name = str(detail["loc"][0]) if detail["loc"] else ""
+        variable = cls.variable(name, prefix) if name else ""
         if detail["type"] == "missing":
             return f"{variable} is not set"
         cause = detail.get("ctx", {}).get("error")
         reason = str(cause) if detail["type"] == "value_error" else detail["msg"]
-        return f"{variable}={detail['input']!r}: {reason[:1].lower()}{reason[1:]}"
+        reason = f"{reason[:1].lower()}{reason[1:]}"
+        if cls._is_secret(name):
+            return f"{variable}: {reason}"  # never repeat a secret, even a bad one
+        return f"{variable}={detail['input']!r}: {reason}"
+
+    @classmethod
+    def _is_secret(cls, name: str) -> bool:
+        info = cls.model_fields.get(name)
+        annotation = info.annotation if info is not None else None
+        return annotation is SecretStr or SecretStr in get_args(annotation)
 
 
 class ProcessEnv(EnvSettings):
@@ -186,8 +205,15 @@ class ServiceEnv(ProcessEnv, PeersEnv):
 
     stream_replicas: int = 1
     duplicate_window_seconds: int = 600
-    secret_key: str | None = None
+    secret_key: SecretStr | None = None
     relay_outbox: RelayOutbox = "process"
+
+    @field_validator("secret_key")
+    @classmethod
+    def _long_enough(cls, secret_key: SecretStr | None) -> SecretStr | None:
+        if secret_key is not None:
+            _check_key_length(secret_key.get_secret_value().encode())
+        return secret_key
 
 
 @dataclass(frozen=True)
@@ -203,7 +229,7 @@ class ServiceConfig:
     | CLOSEDLOOP_<SERVICE>_GRPC_PORT | 50051 lead, 50052 deal, 50053 consent, ... |
     | CLOSEDLOOP_STREAM_REPLICAS | 1 |
     | CLOSEDLOOP_DUPLICATE_WINDOW_SECONDS | 600 |
-    | CLOSEDLOOP_SECRET_KEY | generated once into <data dir>/secret.key |
+    | CLOSEDLOOP_SECRET_KEY | 32 bytes or more; else made once: <data dir>/secret.key |
     | CLOSEDLOOP_<SERVICE>_ADDRESS | where a peer answers; default 127.0.0.1:port |
     | CLOSEDLOOP_RELAY_OUTBOX | process (events mapped in a worker process) or thread |
     """
@@ -251,7 +277,10 @@ class ServiceConfig:
             ),
             stream_replicas=env.stream_replicas,
             duplicate_window_seconds=float(env.duplicate_window_seconds),
-            secret_key=_secret_key(env.secret_key, env.data_dir),
+            secret_key=_secret_key(
+                env.secret_key.get_secret_value() if env.secret_key else None,
+                env.data_dir,
+            ),
             peers=env.peers(),
             relay_outbox=env.relay_outbox,
         )
@@ -270,4 +299,19 @@ def _secret_key(configured: str | None, data_dir: Path) -> bytes:
     path = private_folder(data_dir) / "secret.key"
     if path.exists() and tighten(path, FILE_MODE):
         log.warning("%s was readable by others; it is 0600 now", path)
-    return read_or_create(path, lambda: secrets.token_hex(32).encode()).strip()
+    key = read_or_create(path, lambda: secrets.token_hex(32).encode()).strip()
+    try:
+        _check_key_length(key)
+    except ValueError as error:
+        message = f"{path}: {error}; replace it or set CLOSEDLOOP_SECRET_KEY"
+        raise ConfigError(message) from None
+    return key
+
+
+def _check_key_length(key: bytes) -> None:
+    if len(key) < MIN_SECRET_KEY_BYTES:
+        message = (
+            f"the secret key is {len(key)} bytes; it must be {MIN_SECRET_KEY_BYTES} "
+            "or more (openssl rand -hex 32 makes one)"
+        )
+        raise ValueError(message)

@@ -33,7 +33,7 @@ pytestmark = pytest.mark.nats
 
 EMAIL = "ann.lima@example.com"
 ORIGIN = "203.0.113.7"
-SERVER_KEY = "consent-events-key"
+SERVER_KEY = "consent-events-key-shared-by-the-services"
 #: What the calls below publish; opening a record is not published.
 PUBLISHED = [
     "ConsentGranted",

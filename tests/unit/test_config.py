@@ -87,6 +87,29 @@ def test_a_secret_key_readable_by_others_is_kept_and_tightened(
     assert f"{key} was readable by others" in caplog.text
 
 
+def test_a_secret_key_shorter_than_32_bytes_stops_the_process_by_name(
+    tmp_path: Path,
+) -> None:
+    short = "only-31-bytes-long-secret-value"
+    env = {"CLOSEDLOOP_DATA_DIR": str(tmp_path), "CLOSEDLOOP_SECRET_KEY": short}
+    with pytest.raises(
+        ConfigError, match=r"^CLOSEDLOOP_SECRET_KEY: .* 31 bytes"
+    ) as bad:
+        ServiceConfig.from_env("lead", env)
+    assert short not in str(bad.value)  # a secret is never repeated
+    long_enough = {**env, "CLOSEDLOOP_SECRET_KEY": short + "!"}
+    key = ServiceConfig.from_env("lead", long_enough).secret_key
+    assert key == f"{short}!".encode()
+    assert not (tmp_path / "secret.key").exists()
+
+
+def test_a_secret_key_file_shorter_than_32_bytes_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "secret.key").write_text("\n")  # what a crash mid-write once left
+    env = {"CLOSEDLOOP_DATA_DIR": str(tmp_path)}
+    with pytest.raises(ConfigError, match=r"secret\.key: the secret key is 0 bytes"):
+        ServiceConfig.from_env("lead", env)
+
+
 def test_a_given_mapping_is_read_instead_of_the_environment(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
