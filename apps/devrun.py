@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from closedloop import bus
 from closedloop.bus.streams import LOG_STREAM, StreamSettings, provision_streams
-from closedloop.config import ProcessEnv, ServiceConfig
+from closedloop.config import ProcessEnv, ServiceConfig, redacted_url
 from closedloop.grpckit.health import wait_healthy
 from closedloop.natsserver import NatsServer
 from closedloop.readmodels.common import ReadStoreEnv
@@ -40,6 +40,37 @@ def read_store(env: dict[str, str]) -> str:
     return ReadStoreEnv.from_env(env).read_store_url()
 
 
+def banner(
+    env: dict[str, str], nats_url: str, streams: list[str], names: list[str]
+) -> list[str]:
+    """What `make run` prints once everything answers; URLs without credentials."""
+    data_dir = ProcessEnv.from_env(env).data_dir
+    lines = [
+        "closedloop is running:",
+        f"  NATS JetStream   {redacted_url(nats_url)}   streams: {', '.join(streams)}",
+    ]
+    for name in names:
+        if name == "projector":
+            lines.append(
+                f"  {name:<16} follows {LOG_STREAM}"
+                f"   read models: {redacted_url(read_store(env))}"
+            )
+            continue
+        service = ServiceConfig.from_env(name, env)
+        where = (
+            "reads the read models"
+            if name == "insights"
+            else f"store: {redacted_url(service.store_url)}"
+        )
+        lines.append(f"  {name:<16} grpc://{service.grpc_address}   {where}")
+    lines += [
+        f"  {'dashboard':<16} {dashboard_url(env)}",
+        f"  data and logs    {data_dir}",
+        "Press Ctrl-C to stop.",
+    ]
+    return lines
+
+
 def _say(text: str) -> None:
     print(text, flush=True)  # noqa: T201 - this is the command's own output
 
@@ -52,7 +83,7 @@ async def _provision(url: str, settings: StreamSettings) -> list[str]:
         await nc.close()
 
 
-def main() -> int:  # noqa: C901, PLR0912, PLR0915 - one linear start-up and shutdown
+def main() -> int:  # noqa: C901, PLR0912 - one linear start-up and shutdown
     settings = ProcessEnv.from_env()
     data_dir = settings.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -101,25 +132,8 @@ def main() -> int:  # noqa: C901, PLR0912, PLR0915 - one linear start-up and shu
             if name in GRPC_SERVICES:
                 service = ServiceConfig.from_env(name, env)
                 asyncio.run(wait_healthy(service.grpc_address))
-        _say("closedloop is running:")
-        _say(f"  NATS JetStream   {nats_url}   streams: {', '.join(streams)}")
-        for name, _ in children:
-            if name == "projector":
-                _say(
-                    f"  {name:<16} follows {LOG_STREAM}"
-                    f"   read models: {read_store(env)}"
-                )
-                continue
-            service = ServiceConfig.from_env(name, env)
-            where = (
-                "reads the read models"
-                if name == "insights"
-                else f"store: {service.store_url}"
-            )
-            _say(f"  {name:<16} grpc://{service.grpc_address}   {where}")
-        _say(f"  {'dashboard':<16} {dashboard_url(env)}")
-        _say(f"  data and logs    {data_dir}")
-        _say("Press Ctrl-C to stop.")
+        for line in banner(env, nats_url, streams, [name for name, _ in children]):
+            _say(line)
         while not stopping:
             for name, process in children:
                 if process.poll() is not None:

@@ -11,6 +11,7 @@ import signal
 from typing import TYPE_CHECKING
 
 from apps.cli.output import errors, fail
+from closedloop.config import redacted_url
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -57,7 +58,8 @@ async def connect(settings: Settings) -> Client:
         # A failed connect leaves the client's tasks behind; close ends them.
         with contextlib.suppress(Exception):
             await nc.close()
-        raise fail(f"cannot reach NATS at {settings.nats_url}: {error}") from error
+        where = redacted_url(settings.nats_url)
+        raise fail(f"cannot reach NATS at {where}: {error}") from error
     return nc
 
 

@@ -11,6 +11,7 @@ An empty variable counts as unset. The eventsourcing library's own keys
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 from collections.abc import Mapping
 from contextvars import ContextVar
@@ -61,6 +62,25 @@ MIN_SECRET_KEY_BYTES = 32
 #: Where a relay may read and map its store's events (see closedloop.relay.outbox).
 RELAY_OUTBOXES = ("process", "thread")
 RelayOutbox = Literal["process", "thread"]
+
+
+_CREDENTIALS = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)?[^/?#]*@")
+_SECRET_PARAMETER = re.compile(
+    r"(?P<name>[?&][^=&#]*(?:password|token|secret)[^=&#]*=)[^&#]*", re.IGNORECASE
+)
+
+
+def redacted_url(url: str) -> str:
+    """`url` fit for a banner, a log line or an error: credentials replaced by ***.
+
+    `nats://lead:pw@host:4222` -> `nats://***@host:4222`; a token alone in the user
+    part, and a `password=` (or token, secret) query parameter, go the same way. Each
+    of several comma-separated servers is redacted.
+    """
+    return ",".join(
+        _SECRET_PARAMETER.sub(r"\g<name>***", _CREDENTIALS.sub(r"\g<scheme>***@", part))
+        for part in url.split(",")
+    )
 
 
 class ConfigError(ValueError):

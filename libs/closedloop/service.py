@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from closedloop import bus, retry
 from closedloop.bus.consumer import ConsumerSpec, EventConsumer
 from closedloop.bus.streams import StreamSettings, context_stream, provision_streams
+from closedloop.config import redacted_url
 from closedloop.eventstore.store import StoreLocation
 from closedloop.eventstore.unit_of_work import CommandExecutor
 from closedloop.grpckit.server import Registration, RunningServer, start_server
@@ -170,7 +171,7 @@ async def _connect_and_relay(
         on=Exception,  # whatever it is, keep trying until NATS is there
         backoff=NATS_AWAY,
         before_retry=lambda error: log.warning(
-            "cannot reach NATS at %s yet: %s", config.nats_url, error
+            "cannot reach NATS at %s yet: %s", redacted_url(config.nats_url), error
         ),
     )
     service.nc = nc

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from closedloop.config import redacted_url
 from closedloop.process import Running, run_forever
 from closedloop.projections import discover
 from services.projector.app import start_projector, stop_projector
@@ -23,7 +24,7 @@ async def start(config: ProjectorConfig) -> Running:
         name="the projector",
         banner=(
             f"closedloop projector running {', '.join(names) or 'no projections'}; "
-            f"store {config.store_url}"
+            f"store {redacted_url(config.store_url)}"
         ),
         on_stop=lambda: stop_projector(projector, task),
     )

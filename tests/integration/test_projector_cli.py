@@ -250,3 +250,14 @@ async def test_unknown_projection_and_unreachable_nats(
     code, _, err = await closedloop(env, "events", "stats")
     assert code == 1
     assert "cannot reach NATS" in err
+
+
+async def test_unreachable_nats_is_named_without_its_credentials(
+    own_nats_server: NatsServer, tmp_path: Path
+) -> None:
+    env = cli_env(own_nats_server, tmp_path)
+    env["CLOSEDLOOP_NATS_URL"] = "nats://cli:planted-pw@127.0.0.1:1"
+    code, out, err = await closedloop(env, "events", "stats")
+    assert code == 1
+    assert "cannot reach NATS at nats://***@127.0.0.1:1" in err
+    assert "planted-pw" not in out + err

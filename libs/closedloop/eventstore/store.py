@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
-from closedloop.config import ConfigError
+from closedloop.config import ConfigError, redacted_url
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,9 @@ class StoreLocation:
         if scheme == "sqlite":
             raw = unquote(parts.path)
             if not raw or raw == "/":
-                raise ConfigError(f"store URL {url!r} names no SQLite file")
+                raise ConfigError(
+                    f"store URL {redacted_url(url)!r} names no SQLite file"
+                )
             return cls(url=url, kind="sqlite", sqlite_path=Path(raw))
         if scheme in {"postgresql", "postgres"}:
             query = parse_qs(parts.query)
@@ -55,7 +57,7 @@ class StoreLocation:
                 pg_schema=_schema_name(url, query.get("schema", [""])[0]),
             )
         raise ConfigError(
-            f"store URL {url!r}: use sqlite:///PATH, postgresql://... or memory://"
+            f"store URL {redacted_url(url)!r}: use sqlite:///PATH, postgresql://... or memory://"
         )
 
     def eventsourcing_env(self) -> dict[str, str]:
@@ -118,5 +120,7 @@ class StoreLocation:
 
 def _schema_name(url: str, schema: str) -> str:
     if schema and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,62}", schema):
-        raise ConfigError(f"store URL {url!r}: schema must be a plain SQL identifier")
+        raise ConfigError(
+            f"store URL {redacted_url(url)!r}: schema must be a plain SQL identifier"
+        )
     return schema
