@@ -6,7 +6,7 @@ import asyncio
 import logging
 import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import grpc
 
@@ -19,11 +19,14 @@ from closedloop.protobuf import enum_name, to_datetime
 from services.attribution.models import Touch
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable
     from datetime import datetime
 
     from closedloop.eventstore.metadata import EventMeta
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 #: How long one call to the lead service may take before the event is redelivered.
 LEAD_DEADLINE_SECONDS = 5.0
@@ -86,23 +89,34 @@ class GrpcLeadJourneys(LeadJourneys):
             address, lead_service_pb2_grpc.LeadServiceStub, default_timeout=deadline
         )
 
+    async def _bounded(self, call: Awaitable[T]) -> T:
+        """One call, its gRPC deadline and a backstop for what precedes it.
+
+        The backstop (name resolution, a stuck channel) is per call, so a journey of
+        many pages gets as long as its pages need.
+        """
+        async with asyncio.timeout(self.deadline + 0.5):
+            return await call
+
     async def journey(
         self, lead_id: uuid.UUID, meta: EventMeta | None = None
     ) -> LeadJourney | None:
         stub = self._lead.stub()
         try:
-            # The gRPC deadlines bound each call; the outer timeout is a backstop for
-            # anything before they start (name resolution, a stuck channel).
-            async with asyncio.timeout(2 * self.deadline + 0.5), on_behalf_of(meta):
-                lead = await stub.GetLead(lead_pb.GetLeadRequest(lead_id=str(lead_id)))
+            async with on_behalf_of(meta):
+                lead = await self._bounded(
+                    stub.GetLead(lead_pb.GetLeadRequest(lead_id=str(lead_id)))
+                )
                 touchpoints = [
                     touchpoint
                     async for page in every_page(
-                        lambda token: stub.GetJourney(
-                            lead_pb.GetJourneyRequest(
-                                lead_id=str(lead_id),
-                                page_size=JOURNEY_PAGE_SIZE,
-                                page_token=token,
+                        lambda token: self._bounded(
+                            stub.GetJourney(
+                                lead_pb.GetJourneyRequest(
+                                    lead_id=str(lead_id),
+                                    page_size=JOURNEY_PAGE_SIZE,
+                                    page_token=token,
+                                )
                             )
                         )
                     )

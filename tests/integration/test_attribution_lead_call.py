@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -109,3 +110,57 @@ async def test_no_answer_is_unavailable() -> None:
             await journeys.journey(uuid.uuid4())
     finally:
         await journeys.close()
+
+
+class _SlowPagesLead(lead_service_pb2_grpc.LeadServiceServicer):
+    """A lead service that answers a journey one touch a page, each page slowly."""
+
+    def __init__(self, lead_id: uuid.UUID, pages: int, delay: float) -> None:
+        self.lead_id = lead_id
+        self.pages = pages
+        self.delay = delay
+
+    async def GetLead(  # noqa: N802 - the RPC's name
+        self, request: lead_pb.GetLeadRequest, context: object
+    ) -> lead_pb.GetLeadResponse:
+        return lead_pb.GetLeadResponse(
+            lead=lead_pb.Lead(lead_id=str(self.lead_id), created_at=timestamp(T0))
+        )
+
+    async def GetJourney(  # noqa: N802 - the RPC's name
+        self, request: lead_pb.GetJourneyRequest, context: object
+    ) -> lead_pb.GetJourneyResponse:
+        await asyncio.sleep(self.delay)
+        page = int(request.page_token or "0")
+        return lead_pb.GetJourneyResponse(
+            touchpoints=[
+                lead_types.Touchpoint(
+                    touchpoint_id=f"t{page}",
+                    channel=lead_types.CHANNEL_EVENTS,
+                    occurred_at=timestamp(T0 + timedelta(days=page)),
+                )
+            ],
+            next_page_token=str(page + 1) if page + 1 < self.pages else "",
+        )
+
+
+async def test_a_journey_of_many_pages_gets_the_time_its_pages_need() -> None:
+    """Each call is bounded by its deadline, not the whole walk by one call's."""
+    lead_id = uuid.uuid4()
+    server = grpc.aio.server()
+    lead_service_pb2_grpc.add_LeadServiceServicer_to_server(
+        _SlowPagesLead(lead_id, pages=12, delay=0.25),  # type: ignore[abstract]
+        server,
+    )
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    journeys = GrpcLeadJourneys(f"127.0.0.1:{port}", deadline=1.0)
+    try:
+        journey = await journeys.journey(lead_id)
+        assert journey is not None
+        assert [t.touchpoint_id for t in journey.touches] == [
+            f"t{page}" for page in range(12)
+        ]
+    finally:
+        await journeys.close()
+        await server.stop(None)
